@@ -1,0 +1,157 @@
+"""Card -> ESPnet experiment directory (config.yaml + model.pth), through ESPnet's ASRTask.
+
+The directory looks like one a recipe produces, so ESPnet's own Speech2Text loads it.
+Paths inside config.yaml are relative to the directory; `resolved_config` makes them
+absolute for ESPnet, so an artifact can move (cache, device machine) and still load.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from bench.zoo.cards import Card, CardError
+from bench.zoo.tokens import read_tokens, shared_file, write_tokens
+
+PATH_FIELDS = ("token_list", "bpemodel")
+
+
+def _asr_task():
+    # ESPnet's task module pulls in much of ESPnet; import it only where a model is built.
+    from espnet2.tasks.asr import ASRTask
+
+    return ASRTask
+
+
+def default_args() -> dict:
+    """Every field ASRTask expects, at ESPnet's own defaults."""
+    return vars(_asr_task().get_parser().parse_args(["--output_dir", "unused"]))
+
+
+def write_stats(card: Card, exp_dir: Path, waves: list[np.ndarray] | None) -> None:
+    """Global-MVN statistics: the shared LibriSpeech ones, or computed from sample audio."""
+    spec = card.model.get("normalize_stats", "computed")
+    out = exp_dir / "feats_stats.npz"
+    if isinstance(spec, str) and spec.startswith("shared:"):
+        src = np.load(shared_file(card, spec.split(":", 1)[1]))
+        np.savez(out, count=src["count"], sum=src["sum"], sum_square=src["sum_square"])
+        return
+    if spec != "computed":
+        raise CardError(f"{card.path}: model.normalize_stats is {spec!r}, "
+                        "expected 'computed' or 'shared:PATH'")
+    if not waves:
+        raise CardError(f"{card.path}: normalize_stats 'computed' needs sample audio")
+    import torch
+    from espnet2.asr.frontend.default import DefaultFrontend
+
+    frontend = DefaultFrontend(fs=16000, **card.model["espnet"].get("frontend_conf", {}))
+    total, total_sq, count = 0.0, 0.0, 0
+    with torch.no_grad():
+        for w in waves:
+            x = torch.from_numpy(np.asarray(w, dtype=np.float32))[None]
+            feats, _ = frontend(x, torch.tensor([x.shape[1]]))
+            f = feats[0].double().numpy()
+            total = total + f.sum(0)
+            total_sq = total_sq + (f * f).sum(0)
+            count += f.shape[0]
+    np.savez(out, count=np.array(count), sum=total, sum_square=total_sq)
+
+
+def parse_weights(card: Card) -> tuple[str, str]:
+    spec = str(card.model.get("weights", "random:0"))
+    kind, _, arg = spec.partition(":")
+    if kind == "random" and arg.isdigit():
+        return "random", arg
+    if kind == "file" and arg:
+        return "file", arg
+    raise CardError(f"{card.path}: model.weights is {spec!r}, expected 'random:SEED' or 'file:PATH'")
+
+
+def build_exp_dir(card: Card, exp_dir: Path, sample_waves: list[np.ndarray] | None = None) -> Path:
+    """Build the card's model with ESPnet and save it as an experiment directory."""
+    import torch
+
+    if card.task != "asr":
+        raise CardError(f"{card.path}: task {card.task!r} has no builder yet")
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    token_fields = write_tokens(card, exp_dir)
+    write_stats(card, exp_dir, sample_waves)
+
+    args = default_args()
+    args.update(card.model["espnet"])
+    args.update(token_fields)
+    args["token_list"] = "tokens.txt"
+    args["normalize_conf"] = {"stats_file": "feats_stats.npz"}
+    args["input_size"] = None
+    args["output_dir"] = None
+    (exp_dir / "config.yaml").write_text(yaml.safe_dump(args, sort_keys=False))
+
+    kind, arg = parse_weights(card)
+    with resolved_config(exp_dir) as cfg:
+        torch.manual_seed(int(arg) if kind == "random" else 0)
+        model = _asr_task().build_model(_namespace(cfg))
+    if kind == "file":
+        state = load_checkpoint(Path(arg))
+        model.load_state_dict(state)
+    torch.save(model.state_dict(), exp_dir / "model.pth")
+    return exp_dir
+
+
+def load_checkpoint(path: Path) -> dict:
+    import torch
+
+    if not path.exists():
+        raise CardError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt file
+        raise CardError(f"{path}: checkpoint is unreadable or corrupt ({type(e).__name__}: {e})") from e
+
+
+def _namespace(cfg_path: Path):
+    import argparse
+
+    return argparse.Namespace(**yaml.safe_load(Path(cfg_path).read_text()))
+
+
+class resolved_config:
+    """Context manager: a temporary copy of exp_dir/config.yaml with absolute paths.
+
+    ESPnet opens token_list, bpemodel and the MVN stats relative to the working directory.
+    """
+
+    def __init__(self, exp_dir: Path):
+        self.exp_dir = Path(exp_dir).resolve()
+
+    def __enter__(self) -> Path:
+        cfg_file = self.exp_dir / "config.yaml"
+        if not cfg_file.exists():
+            raise CardError(f"{cfg_file}: config.yaml missing from the experiment directory")
+        cfg = yaml.safe_load(cfg_file.read_text())
+        for key in PATH_FIELDS:
+            if cfg.get(key):
+                cfg[key] = str(self.exp_dir / cfg[key])
+        if cfg["token_list"]:
+            # ESPnet accepts the list itself; reading it here gives a clear error early.
+            cfg["token_list"] = read_tokens(Path(cfg["token_list"]))
+        stats = (cfg.get("normalize_conf") or {}).get("stats_file")
+        if stats:
+            cfg["normalize_conf"]["stats_file"] = str(self.exp_dir / stats)
+        self._tmp = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+        yaml.safe_dump(cfg, self._tmp)
+        self._tmp.close()
+        return Path(self._tmp.name)
+
+    def __exit__(self, *exc):
+        Path(self._tmp.name).unlink(missing_ok=True)
+
+
+def load_model(exp_dir: Path):
+    """The ESPnet model of an experiment directory, in eval mode (for export)."""
+    model_file = Path(exp_dir) / "model.pth"
+    with resolved_config(exp_dir) as cfg:
+        model = _asr_task().build_model(_namespace(cfg))
+    model.load_state_dict(load_checkpoint(model_file))
+    return model.eval()
