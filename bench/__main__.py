@@ -1,0 +1,120 @@
+"""`python -m bench ...`: run the suites, export a card, merge reports, update baselines."""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.paths import REPO_ROOT, baselines_dir, reports_dir
+
+EXIT_HELP = """exit status of `run`: 0 every case passed (or is new); 1 a gate failed (a regression)
+or a case could not run (see results.json: status 'error' vs gate verdict 'fail');
+2 bad usage or input; other values come from pytest."""
+
+
+def cmd_run(a) -> int:
+    args = [sys.executable, "-m", "pytest", str(REPO_ROOT / "suites"), "-p", "no:cacheprovider",
+            "-q", "-rfEs", "--bench-tier", a.tier, "--bench-device", a.device]
+    for opt, val in (("--bench-card", a.card), ("--bench-variant", a.variant),
+                     ("--bench-threads", a.threads), ("--bench-out", a.out)):
+        if val:
+            args += [opt, str(val)]
+    if a.fast:
+        args.append("--bench-fast")
+    if a.update_baselines:
+        args.append("--update-baselines")
+    return subprocess.call(args + a.pytest_args, cwd=REPO_ROOT)
+
+
+def cmd_export(a) -> int:
+    from bench.cases import BenchSession
+    from bench.zoo.cards import load_card
+
+    card = load_card(a.card)
+    path = BenchSession().artifact(card)
+    print(path)
+    print(json.dumps(json.loads((path / "artifact.json").read_text()), indent=2))
+    return 0
+
+
+def cmd_report(a) -> int:
+    from bench.report.html import render_report
+    from bench.results import ResultsError, load_results
+
+    docs = []
+    for p in a.results:
+        try:
+            docs.append(load_results(p))
+        except (ResultsError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    print(render_report(docs, a.output))
+    return 0
+
+
+def cmd_baseline_update(a) -> int:
+    from bench.baseline import BaselineError, update_baselines
+    from bench.results import ResultsError, load_results
+
+    try:
+        path = update_baselines(load_results(a.results), a.baselines)
+    except (BaselineError, ResultsError, OSError) as e:
+        print(f"baselines NOT updated: {e}", file=sys.stderr)
+        return 1
+    print(f"baselines updated: {path}")
+    return 0
+
+
+def cmd_cards(a) -> int:
+    from bench.zoo.cards import list_cards
+
+    for c in list_cards("all"):
+        print(f"{c.name:28s} {c.task:4s} {c.tier:8s} {c.path}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, epilog=EXIT_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="run the benchmark suites (pytest) and write reports/")
+    r.add_argument("--tier", default="smoke", help="smoke, accuracy, paper (comma-separated) or all")
+    r.add_argument("--device", default="cpu", help="cpu, cuda or cpu,cuda")
+    r.add_argument("--card", help="only these cards (comma-separated)")
+    r.add_argument("--variant", help="only these variants (comma-separated)")
+    r.add_argument("--threads", type=int, help="intra-op threads (default: usable cores)")
+    r.add_argument("--out", help=f"reports folder (default {reports_dir()})")
+    r.add_argument("--fast", action="store_true", help="minimum rounds: checks, not figures")
+    r.add_argument("--update-baselines", action="store_true",
+                   help="rewrite this machine class's baselines if every case passed")
+    r.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("export", help="build and export a card (cached), print its artifact")
+    e.add_argument("card", help="a built-in card name or a card file")
+    e.set_defaults(func=cmd_export)
+
+    rep = sub.add_parser("report", help="merge results documents into one HTML report")
+    rep.add_argument("results", nargs="+", help="results.json files")
+    rep.add_argument("-o", "--output", default=str(reports_dir() / "report.html"))
+    rep.set_defaults(func=cmd_report)
+
+    b = sub.add_parser("baseline", help="baseline files")
+    bsub = b.add_subparsers(dest="baseline_cmd", required=True)
+    bu = bsub.add_parser("update", help="rewrite this class's baselines from a successful run")
+    bu.add_argument("results", help="a results.json")
+    bu.add_argument("--baselines", default=str(baselines_dir()))
+    bu.set_defaults(func=cmd_baseline_update)
+
+    c = sub.add_parser("cards", help="list the built-in model cards")
+    c.set_defaults(func=cmd_cards)
+
+    a = p.parse_args(argv)
+    return a.func(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

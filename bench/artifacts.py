@@ -1,0 +1,105 @@
+"""The artifact cache: one folder per card, keyed by a hash of everything that shapes it.
+
+card content + exporter version + opset + library versions + variant settings. A re-run
+reuses the folder; a changed input gives a new key. A folder is built under a temporary
+name and renamed into place only when complete, under a lock, so a killed job or two
+concurrent jobs never leave a half-written artifact behind.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from bench.paths import cache_dir
+from bench.variants import VARIANTS
+from bench.zoo.cards import Card
+
+COMPLETE = "artifact.json"
+
+
+def artifact_key(card: Card) -> str:
+    from importlib.metadata import version
+
+    from bench.export.asr import EXPORTER_VERSION, OPSET
+    from bench.optimize.quantize import DEFAULT_SETTINGS
+
+    parts = {"card": card.content_hash(), "exporter": EXPORTER_VERSION, "opset": OPSET,
+             "int8": DEFAULT_SETTINGS, "variants": sorted(VARIANTS),
+             "libs": {p: version(p) for p in ("torch", "espnet", "onnx", "onnxruntime")}}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_artifact(card: Card, sample_waves=None) -> Path:
+    """The card's artifact folder, built (model, export, every variant) if not cached."""
+    root = cache_dir()
+    final = root / f"{card.name}-{artifact_key(card)}"
+    if (final / COMPLETE).exists():
+        return final
+    with _locked(root / f".{final.name}.lock"):
+        if (final / COMPLETE).exists():  # another process built it while we waited
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+        try:
+            _build(card, tmp, final.name, sample_waves)
+            if final.exists():  # a stale, incomplete folder from a killed run
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return final
+
+
+def _build(card: Card, out: Path, key: str, sample_waves) -> None:
+    import time
+
+    from bench.export.asr import export_asr
+    from bench.zoo.build import build_exp_dir, load_model
+
+    t0 = time.perf_counter()
+    build_exp_dir(card, out / "exp", sample_waves)
+    model = load_model(out / "exp")
+    t1 = time.perf_counter()
+    meta = export_asr(model, out / "onnx")
+    t2 = time.perf_counter()
+    cfg = yaml.safe_load((out / "exp" / "config.yaml").read_text())
+    info = {**meta, "num_heads": cfg["encoder_conf"].get("attention_heads", 4)}
+    variants = {}
+    for v in VARIANTS.values():
+        if v.derive is None:
+            continue
+        vdir = out / "variants" / v.name
+        vdir.mkdir(parents=True)
+        t = time.perf_counter()
+        settings = v.derive(out / "onnx", vdir, info)
+        variants[v.name] = {"settings": settings, "derive_s": round(time.perf_counter() - t, 2)}
+    doc = {"card": card.name, "key": key, "export": meta, "variants": variants,
+           "build_s": round(t1 - t0, 2), "export_s": round(t2 - t1, 2)}
+    (out / COMPLETE).write_text(json.dumps(doc, indent=2))
+
+
+def artifact_info(artifact: Path) -> dict:
+    return json.loads((artifact / COMPLETE).read_text())
+
+
+def variant_dir(artifact: Path, variant: str) -> Path:
+    return artifact / "variants" / variant

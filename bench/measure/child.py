@@ -1,0 +1,42 @@
+"""Child process for peak-memory measurement: load one variant, decode the timed subset once.
+
+Run as `python -m bench.measure.child SPEC.json`. It reports its idle RSS after the
+runtime libraries are imported and before the model is loaded, so the peak above idle is
+the model plus the work of decoding. An ONNX variant's child never imports torch, and
+says so in its payload.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def main(spec_path: str) -> None:
+    spec = json.loads(open(spec_path).read())
+    if spec["runtime"] == "torch":
+        import espnet2.bin.asr_inference  # noqa: F401  (the libraries a PyTorch deployment holds)
+        import torch  # noqa: F401
+    else:
+        import onnxruntime  # noqa: F401
+
+        import bench.runtime.onnx_asr  # noqa: F401
+    from bench.measure.memory import report_idle, report_payload
+    from bench.runtime.load import load_recognizer
+
+    waves = np.load(spec["waves"])
+    report_idle()
+    t = time.perf_counter()
+    rec = load_recognizer(spec["artifact"], spec["decode"], spec["variant"], spec["device"],
+                          spec["threads"])
+    load_s = time.perf_counter() - t
+    for key in sorted(waves.files):
+        rec(waves[key])
+    report_payload({"load_s": load_s, "torch_imported": "torch" in sys.modules,
+                    "n_utterances": len(waves.files)})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,102 @@
+"""A run of the suites: the results document, the gate, and what is written at the end.
+
+Each run writes into reports/runs/<run id>/ first; the top-level results.json,
+utterances.jsonl and report.html are then replaced atomically. An interrupted run
+leaves the previous top-level files as they were.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bench.baseline import BaselineError, baseline_path, gate_case, load_baselines, update_baselines
+from bench.cases import BenchSession, run_case
+from bench.fingerprint import library_versions, machine_class, machine_fingerprint
+from bench.paths import REPO_ROOT, baselines_dir, reports_dir
+from bench.results import add_case, append_utterances_jsonl, new_run, write_json_atomic
+
+LIBRARIES = ("torch", "torchaudio", "espnet", "onnx", "onnxruntime", "onnxruntime-gpu",
+             "numpy", "jiwer", "sacrebleu", "espeakng-loader")
+
+
+class RegressionFailure(AssertionError):
+    """A gate said fail: the figures regressed against the baseline."""
+
+
+class CaseError(RuntimeError):
+    """The case could not run: a harness or input error, not a regression."""
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip() or None
+    except Exception:
+        return None
+
+
+@dataclass
+class SuiteRun:
+    session: BenchSession
+    out_dir: Path
+    baselines: Path
+    update: bool
+    doc: dict = field(default_factory=dict)
+    baseline_doc: dict | None = None
+
+    @classmethod
+    def from_pytest_config(cls, config) -> "SuiteRun":
+        opt = config.getoption
+        threads = opt("--bench-threads") or len(os.sched_getaffinity(0))
+        out = Path(opt("--bench-out")) if opt("--bench-out") else reports_dir()
+        run = cls(BenchSession(threads=threads, fast=opt("--bench-fast")), out,
+                  baselines_dir(), opt("--update-baselines"))
+        fp = machine_fingerprint()
+        fp["class"] = machine_class(fp)
+        run.doc = new_run(fp, library_versions(LIBRARIES), git_commit())
+        run.doc["run"]["threads"] = threads
+        run.doc["run"]["fast"] = run.session.fast
+        path = baseline_path(run.baselines, fp["class"])
+        # A broken baseline file must stop the run before hours of measuring, with its name.
+        run.baseline_doc = load_baselines(path) if path.exists() else None
+        return run
+
+    def run_and_check(self, card, variant: str, device: str) -> dict:
+        case = run_case(self.session, card, variant, device)
+        if case["status"] == "ok":
+            case["gate"] = gate_case(case, self.baseline_doc, self.doc["run"]["machine"]["class"])
+        add_case(self.doc, case)
+        if case["status"] == "skipped":
+            pytest.skip(case["error"])
+        if case["status"] == "error":
+            raise CaseError(case["error"])
+        if case["gate"]["verdict"] == "fail":
+            raise RegressionFailure("; ".join(case["gate"]["reasons"]))
+        return case
+
+    def finish(self) -> None:
+        if not self.doc.get("cases"):
+            return
+        from bench.report.html import render_report
+
+        run_dir = self.out_dir / "runs" / self.doc["run"]["id"]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / "results.json", self.doc)
+        append_utterances_jsonl(run_dir / "utterances.jsonl", self.session.utterances)
+        render_report([self.doc], run_dir / "report.html")
+        for name in ("results.json", "utterances.jsonl", "report.html"):
+            tmp = self.out_dir / f".{name}.tmp"
+            shutil.copyfile(run_dir / name, tmp)
+            os.replace(tmp, self.out_dir / name)
+        print(f"\nresults: {self.out_dir / 'results.json'}\nreport:  {self.out_dir / 'report.html'}")
+        if self.update:
+            try:
+                path = update_baselines(self.doc, self.baselines)
+                print(f"baselines updated: {path}")
+            except BaselineError as e:
+                print(f"baselines NOT updated: {e}")

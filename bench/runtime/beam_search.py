@@ -1,0 +1,396 @@
+"""Joint CTC/attention beam search in pure numpy.
+
+Reproduces ``espnet.nets.batch_beam_search.BatchBeamSearch`` as built by
+``espnet2.bin.asr_inference.Speech2Text`` for one utterance (batch_size=1, no LM,
+scorers: decoder with weight ``1 - ctc_weight``, ``CTCPrefixScorer`` (which uses
+``CTCPrefixScoreTH`` with margin 0) with weight ``ctc_weight`` and ``LengthBonus``
+with weight ``penalty``), so that an ONNX decoder gives the same n-best as ESPnet.
+
+It must not import torch: it runs in processes that only load onnxruntime.
+
+Arithmetic follows ESPnet's order of float32 operations so that scores agree to
+the last bit or two (exp/log/sum kernels differ between torch and numpy by at most
+about one ulp, far below any real score gap).
+
+Behaviour of ESPnet that is reproduced on purpose (see the report in the test):
+
+* ``int(1.5 * beam)`` pre-beam candidates per hypothesis are picked on the weighted
+  *full* scores (decoder + length bonus) when that is smaller than the vocabulary;
+  with beam 1 this is a single token. CTC is scored only on those, but the eos
+  column always receives its CTC score (``r_sum`` at the last frame), so eos stays
+  selectable even when the decoder did not pre-select it; every other token outside
+  the pre-beam gets ``logzero - s_prev`` and is effectively masked.
+* Blank's CTC score is ``logzero``.
+* At the last step (``i == maxlen - 1``) eos is appended to every running
+  hypothesis without adding any score for it.
+* Hypotheses that end before ``minlen`` are dropped, not kept running.
+* With no ended hypothesis the search is re-run with ``minlenratio - 0.1`` when
+  ``minlenratio >= 0.1``, else the result is empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+__all__ = ["BeamSearchConfig", "DecoderStep", "Hypothesis", "beam_search"]
+
+LOGZERO = np.float32(-1e10)  # CTCPrefixScoreTH.logzero (exact in float32)
+# e2e_asr_common.end_detect defaults: M=3, D_end=log(1 * exp(-10)) (a float64)
+_END_M = 3
+_END_D = float(np.log(1 * np.exp(-10)))
+
+
+class DecoderStep(Protocol):
+    def __call__(
+        self, ys: np.ndarray, cache: np.ndarray | None, memory: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """ys: int64 (B, L) prefixes incl. sos; cache: float32 (n_layers, B, L-1, D)
+        or None at the first step; memory: float32 (B, T, D).
+        Returns log-probs float32 (B, V) of the next token and the new cache
+        (n_layers, B, L, D)."""
+        ...
+
+
+@dataclass
+class BeamSearchConfig:
+    beam_size: int = 10
+    ctc_weight: float = 0.3
+    penalty: float = 0.0
+    maxlenratio: float = 0.0
+    minlenratio: float = 0.0
+    pre_beam_ratio: float = 1.5
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # without sos/eos
+    score: float
+
+
+# ----------------------------------------------------------------------------
+# top-k
+# ----------------------------------------------------------------------------
+
+
+def _topk_1d(x: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values, descending; ties by lower index.
+
+    torch.topk gives ties in an implementation-defined order; exact ties between
+    real candidates do not happen in practice with float scores.
+    """
+    n = x.shape[0]
+    if k >= n:
+        return np.argsort(-x, kind="stable")[:k]
+    # Candidates >= the k-th largest value (a superset when there are ties),
+    # then a stable sort of that small set: index order breaks the ties.
+    thr = np.partition(x, n - k)[n - k]
+    cand = np.flatnonzero(x >= thr)
+    order = np.argsort(-x[cand], kind="stable")[:k]
+    return cand[order]
+
+
+def _topk_rows_set(x: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the column ids of the k largest values (order irrelevant: the
+    pre-beam ids only choose which CTC columns are scored)."""
+    part = np.argpartition(-x, k - 1, axis=1)[:, :k]
+    # The set is ambiguous only if the k-th value ties with a value left out;
+    # then use a stable sort for that row (lower index wins).
+    kth = np.take_along_axis(x, part, 1).min(axis=1)
+    n_ge = (x >= kth[:, None]).sum(axis=1)
+    for row in np.flatnonzero(n_ge > k):
+        part[row] = np.argsort(-x[row], kind="stable")[:k]
+    return part
+
+
+# ----------------------------------------------------------------------------
+# CTC prefix scorer (CTCPrefixScoreTH, batch of one utterance, margin 0)
+# ----------------------------------------------------------------------------
+
+
+class _CTCPrefixScorer:
+    """Vectorised over hypotheses x scored tokens; loops over frames like ESPnet.
+
+    Per-hypothesis state, as selected by CTCPrefixScorer.select_state:
+    r (T, 2, n_hyp) = forward log-probs (non-blank, blank ending) of the prefix,
+    s (n_hyp,) = the prefix's own log_psi (subtracted to get incremental scores).
+    The first call uses state None.
+    """
+
+    def __init__(self, logp: np.ndarray, blank: int, eos: int):
+        self.x = np.ascontiguousarray(logp, dtype=np.float32)  # (T, V)
+        self.T, self.V = self.x.shape
+        self.blank = blank
+        self.eos = eos
+        self.xb = np.ascontiguousarray(self.x[:, blank])  # (T,)
+
+    def initial_r(self) -> np.ndarray:
+        r = np.full((self.T, 2, 1), LOGZERO, dtype=np.float32)
+        # torch.cumsum on CPU accumulates float32 in double and rounds each output
+        r[:, 1, 0] = np.cumsum(self.xb.astype(np.float64)).astype(np.float32)
+        return r
+
+    def score(self, yseq: np.ndarray, r_prev: np.ndarray, s_prev: np.ndarray | None,
+              ids: np.ndarray | None):
+        """yseq (n, L); r_prev (T, 2, n); s_prev (n,) or None at the first step;
+        ids (n, S) scored token ids, or None for all tokens.
+
+        Returns (scores (n, V) = log_psi - s_prev, Z, log_psi, idmap, S), where
+        Z (T, 3, n*S) holds [r_n, log_phi, r_b] per frame and scored column and
+        idmap (n, V) maps a token to its column (-1: not scored; None: all).
+        """
+        T, V = self.T, self.V
+        n, L = yseq.shape
+        output_length = L - 1
+        last = yseq[:, -1]
+        if ids is None:
+            ids = np.broadcast_to(np.arange(V), (n, V))
+            idmap = None
+        else:
+            idmap = np.full((n, V), -1, dtype=np.int64)
+            idmap[np.arange(n)[:, None], ids] = np.arange(ids.shape[1])
+        S = ids.shape[1]
+        N = n * S
+        flat_ids = ids.reshape(-1)
+
+        # X[t] = [x(t, token), x(t, blank)] per column: what r_n / r_b emit at t
+        X = np.empty((T, 2, N), dtype=np.float32)
+        X[:, 0] = self.x[:, flat_ids]
+        X[:, 1] = self.xb[:, None]
+
+        # r_sum = logsumexp over (r_n, r_b) of the previous prefix, like torch:
+        # log(sum(exp(v - max))) + max, where one of the two terms is exactly 1.
+        rn_p, rb_p = r_prev[:, 0], r_prev[:, 1]  # (T, n)
+        m = np.maximum(rn_p, rb_p)
+        r_sum = np.log(np.exp(np.minimum(rn_p, rb_p) - m) + np.float32(1)) + m
+
+        # Z keeps [r_n, log_phi, r_b] per frame so the recursion's operands
+        # (log_phi[t-1], r_b[t-1]) are one contiguous (2, N) slice.
+        Z = np.empty((T, 3, N), dtype=np.float32)
+        Z[:, 0] = LOGZERO
+        Z[:, 2] = LOGZERO
+        Z[:, 1] = np.repeat(r_sum, S, axis=1)
+        # A repeated label can only follow the prefix through a blank: for the
+        # column of the hypothesis' last token, log_phi = r_b of the prefix.
+        if idmap is None:
+            pos = last
+            hit = np.ones(n, dtype=bool)
+        else:
+            pos = idmap[np.arange(n), last]
+            hit = pos >= 0
+        hrows = np.flatnonzero(hit)
+        if hrows.size:
+            Z[:, 1, hrows * S + pos[hrows]] = rb_p[:, hrows]
+
+        if output_length == 0:
+            Z[0, 0] = X[0, 0]
+        start = max(output_length, 1)
+        end = T
+
+        # forward recursion over frames; each step is 8 small vectorised ops:
+        # r_n[t] = lse(r_n[t-1], log_phi[t-1]) + x[t, c]
+        # r_b[t] = lse(r_n[t-1], r_b[t-1])     + x[t, blank]
+        d = np.empty((2, N), dtype=np.float32)
+        mx = np.empty((2, N), dtype=np.float32)
+        one = np.float32(1)
+        for t in range(start, end):
+            a = Z[t - 1, 0]
+            P = Z[t - 1, 1:]
+            np.maximum(P, a, out=mx)
+            np.minimum(P, a, out=d)
+            np.subtract(d, mx, out=d)
+            np.exp(d, out=d)
+            np.add(d, one, out=d)
+            np.log(d, out=d)
+            np.add(d, mx, out=d)
+            np.add(d, X[t], out=Z[t, ::2])
+
+        # log_psi = logsumexp over t in [start, end) of (log_phi[t-1] + x[t, c])
+        # and r_n[start-1] (the last term, as in torch.cat order). torch sums
+        # the exps with a blocked cascade, numpy sequentially: may differ by an ulp.
+        if start - 1 < T:
+            tail = Z[start - 1, 0]
+        else:
+            # ESPnet raises IndexError here (prefix longer than the input);
+            # we keep going with logzero instead.
+            tail = np.full(N, LOGZERO, dtype=np.float32)
+        if start < end:
+            terms = np.concatenate(
+                (Z[start - 1:end - 1, 1] + X[start:end, 0], tail[None]), axis=0
+            )
+            mt = terms.max(axis=0)
+            psi_ = np.log(np.exp(terms - mt).sum(axis=0)) + mt
+        else:
+            psi_ = tail.copy()
+
+        if idmap is None:
+            log_psi = psi_.reshape(n, V)
+        else:
+            log_psi = np.full((n, V), LOGZERO, dtype=np.float32)
+            log_psi[np.arange(n)[:, None], ids] = psi_.reshape(n, S)
+        # eos: the prefix is complete, probability r_sum at the last frame
+        log_psi[:, self.eos] = r_sum[T - 1]
+        if self.eos != self.blank:
+            log_psi[:, self.blank] = LOGZERO
+
+        scores = log_psi if s_prev is None else log_psi - s_prev[:, None]
+        return scores, Z, log_psi, idmap, S
+
+    @staticmethod
+    def select(Z, log_psi, idmap, S, prev: np.ndarray, tok: np.ndarray):
+        """State of hypotheses extended by (prev, tok), as select_state does.
+
+        A token outside the pre-beam has idmap -1, which torch indexing turns
+        into the last scored column; reproduce that.
+        """
+        col = tok if idmap is None else idmap[prev, tok]
+        col = np.where(col < 0, S + col, col)
+        cols = prev * S + col
+        r = Z[:, 0::2, cols]  # (T, 2, k)
+        s = log_psi[prev, tok]
+        return np.ascontiguousarray(r), s
+
+
+# ----------------------------------------------------------------------------
+# beam search
+# ----------------------------------------------------------------------------
+
+
+def _end_detect(ended: list[tuple[int, float]], i: int) -> bool:
+    """e2e_asr_common.end_detect on (len(yseq), score) pairs."""
+    if not ended:
+        return False
+    best = max(s for _, s in ended)
+    count = 0
+    for m in range(_END_M):
+        same = [s for n, s in ended if n == i - m]
+        if same and max(same) - best < _END_D:
+            count += 1
+    return count == _END_M
+
+
+def beam_search(
+    enc: np.ndarray,
+    ctc_logp: np.ndarray,
+    step: DecoderStep,
+    *,
+    sos: int,
+    eos: int,
+    cfg: BeamSearchConfig,
+) -> list[Hypothesis]:
+    """enc: (T, D) encoder output of one utterance; ctc_logp: (T, V) CTC
+    log-softmax. Returns n-best sorted best first."""
+    enc = np.ascontiguousarray(enc, dtype=np.float32)
+    ctc_logp = np.asarray(ctc_logp, dtype=np.float32)
+    T = enc.shape[0]
+    mlr, mnr = cfg.maxlenratio, cfg.minlenratio
+    if mlr == 0:
+        maxlen = T
+    elif mlr < 0:
+        maxlen = -1 * int(mlr)
+    else:
+        maxlen = max(1, int(mlr * T))
+    minlen = -1 * int(mnr) if mnr < 0 else int(mnr * T)
+
+    ended = _search(enc, ctc_logp, step, sos, eos, cfg, maxlen, minlen)
+    if not ended:
+        # BeamSearch.forward: retry with a smaller minlenratio, or give up
+        if mnr < 0.1:
+            return []
+        sub = BeamSearchConfig(
+            beam_size=cfg.beam_size, ctc_weight=cfg.ctc_weight, penalty=cfg.penalty,
+            maxlenratio=mlr, minlenratio=max(0.0, mnr - 0.1),
+            pre_beam_ratio=cfg.pre_beam_ratio,
+        )
+        return beam_search(enc, ctc_logp, step, sos=sos, eos=eos, cfg=sub)
+    # Python's sort is stable with reverse=True too, as ESPnet's sorted(...)
+    ended.sort(key=lambda h: h[1], reverse=True)
+    return [
+        Hypothesis(tokens=[int(t) for t in y[1:-1]], score=float(s))
+        for y, s in ended
+    ]
+
+
+def _search(enc, ctc_logp, step, sos, eos, cfg, maxlen, minlen):
+    T = enc.shape[0]
+    V = ctc_logp.shape[1]
+    beam = cfg.beam_size
+    # Speech2Text drops scorers whose weight is 0
+    w_dec = 1.0 - cfg.ctc_weight
+    use_dec = w_dec != 0
+    use_ctc = cfg.ctc_weight != 0
+    use_len = cfg.penalty != 0
+    # torch multiplies a float32 tensor by a Python scalar in float32
+    w_dec32 = np.float32(w_dec)
+    w_ctc32 = np.float32(cfg.ctc_weight)
+    pen32 = np.float32(cfg.penalty) * np.float32(1.0)
+    pre_beam = int(cfg.pre_beam_ratio * beam)
+    # pre_beam_score_key is "full" unless ctc_weight == 1 (then None)
+    do_pre_beam = cfg.ctc_weight != 1.0 and pre_beam < V and use_ctc
+
+    ctc = _CTCPrefixScorer(ctc_logp, blank=0, eos=eos) if use_ctc else None
+
+    yseq = np.array([[sos]], dtype=np.int64)
+    score = np.zeros(1, dtype=np.float32)
+    cache = None
+    r_state = ctc.initial_r() if use_ctc else None
+    s_state = None  # None = first step (s_prev = 0.0)
+    memory_by_n: dict[int, np.ndarray] = {}
+    ended: list[tuple[np.ndarray, np.float32]] = []
+    ended_len: list[tuple[int, float]] = []  # for end detection
+
+    for i in range(maxlen):
+        n = yseq.shape[0]
+        ws = np.zeros((n, V), dtype=np.float32)
+        if use_dec:
+            mem = memory_by_n.get(n)
+            if mem is None:
+                mem = np.ascontiguousarray(np.broadcast_to(enc, (n,) + enc.shape))
+                memory_by_n[n] = mem
+            logp, new_cache = step(yseq, cache, mem)
+            ws += w_dec32 * np.asarray(logp, dtype=np.float32)
+        if use_len:
+            ws += pen32
+        if use_ctc:
+            ids = _topk_rows_set(ws, pre_beam) if do_pre_beam else None
+            ctc_sc, Z, log_psi, idmap, S = ctc.score(yseq, r_state, s_state, ids)
+            ws += w_ctc32 * ctc_sc
+        ws += score[:, None]
+
+        top = _topk_1d(ws.reshape(-1), beam)
+        prev = top // V
+        tok = top % V
+
+        yseq = np.concatenate((yseq[prev], tok[:, None]), axis=1)
+        score = ws[prev, tok]
+        if use_dec:
+            cache = np.asarray(new_cache)[:, prev]
+        if use_ctc:
+            r_state, s_state = ctc.select(Z, log_psi, idmap, S, prev, tok)
+
+        # post_process
+        if i == maxlen - 1:
+            # force eos so that something ends (no score is added for it)
+            yseq = np.concatenate(
+                (yseq, np.full((yseq.shape[0], 1), eos, dtype=np.int64)), axis=1
+            )
+        is_eos = yseq[:, -1] == eos
+        if is_eos.any():
+            if i >= minlen:
+                for b in np.flatnonzero(is_eos):
+                    ended.append((yseq[b].copy(), score[b]))
+                    ended_len.append((yseq.shape[1], float(score[b])))
+            keep = np.flatnonzero(~is_eos)
+            yseq, score = yseq[keep], score[keep]
+            if use_dec:
+                cache = cache[:, keep]
+            if use_ctc:
+                r_state, s_state = r_state[:, :, keep], s_state[keep]
+
+        if cfg.maxlenratio == 0.0 and _end_detect(ended_len, i):
+            break
+        if yseq.shape[0] == 0:
+            break
+    return ended

@@ -1,0 +1,82 @@
+"""ASR with ONNX Runtime: encoder graph, then joint CTC/attention beam search in numpy.
+
+This module never imports torch: the process that measures an ONNX variant's memory
+must hold only what a deployment would.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from bench.runtime.beam_search import BeamSearchConfig, beam_search
+from bench.runtime.tokens import TokenConverter
+
+
+class ModelFileError(RuntimeError):
+    """An ONNX file that is missing or cannot be loaded; the message names it."""
+
+
+@dataclass
+class Recognition:
+    tokens: list[int]
+    text: str
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    return so
+
+
+def load_session(path: Path, threads: int, providers: list[str]) -> ort.InferenceSession:
+    if not path.exists():
+        raise ModelFileError(f"{path}: ONNX file not found")
+    try:
+        return ort.InferenceSession(str(path), session_options(threads), providers=providers)
+    except Exception as e:  # ORT raises its own types for a corrupt or truncated file
+        raise ModelFileError(f"{path}: cannot load ONNX model ({type(e).__name__}: {e})") from e
+
+
+class OnnxSpeech2Text:
+    def __init__(self, graphs_dir: Path, exp_dir: Path, export_meta: dict, decode: dict,
+                 threads: int = 1, providers: list[str] | None = None):
+        providers = providers or ["CPUExecutionProvider"]
+        self.encoder = load_session(Path(graphs_dir) / "encoder.onnx", threads, providers)
+        self.decoder = load_session(Path(graphs_dir) / "decoder.onnx", threads, providers)
+        self.meta = export_meta
+        self.cfg = BeamSearchConfig(
+            beam_size=decode["beam_size"], ctc_weight=decode["ctc_weight"],
+            penalty=decode.get("penalty", 0.0), maxlenratio=decode.get("maxlenratio", 0.0),
+            minlenratio=decode.get("minlenratio", 0.0))
+        self.converter = TokenConverter(exp_dir)
+        self.min_samples = export_meta.get("subsampling_min_samples", 0)
+
+    def _step(self, ys, cache, memory):
+        if cache is None:
+            n_layers, d = self.meta["n_layers"], self.meta["d_model"]
+            cache = np.zeros((n_layers, ys.shape[0], 0, d), dtype=np.float32)
+        logp, new_cache = self.decoder.run(None, {"ys": ys.astype(np.int64), "cache": cache,
+                                                  "memory": memory})
+        return logp, new_cache
+
+    def __call__(self, wave: np.ndarray) -> Recognition:
+        if wave.shape[0] < self.min_samples:
+            raise ValueError(f"audio of {wave.shape[0]} samples is too short for the encoder's "
+                             f"subsampling (needs at least {self.min_samples})")
+        enc, ctc_logp = self.encoder.run(None, {"speech": wave[None].astype(np.float32)})
+        hyps = beam_search(enc[0], ctc_logp[0], self._step, sos=self.meta["sos"],
+                           eos=self.meta["eos"], cfg=self.cfg)
+        # like ESPnet's Speech2Text: no hypothesis -> empty output; blank (id 0) dropped
+        best = [int(t) for t in hyps[0].tokens if t != 0] if hyps else []
+        return Recognition(tokens=best, text=self.converter.text(best))
+
+
+def load_export_meta(artifact: Path) -> dict:
+    return json.loads((Path(artifact) / "onnx" / "export.json").read_text())

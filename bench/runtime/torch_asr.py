@@ -1,0 +1,34 @@
+"""The PyTorch reference: ESPnet's own Speech2Text on the card's experiment directory."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from bench.runtime.onnx_asr import Recognition
+
+
+class TorchSpeech2Text:
+    def __init__(self, exp_dir: Path, decode: dict, threads: int = 1, device: str = "cpu"):
+        import torch
+        from espnet2.bin.asr_inference import Speech2Text
+
+        from bench.zoo.build import resolved_config
+
+        torch.set_num_threads(threads)
+        # ESPnet warns on every utterance that hits the fixed length cap the card asked for.
+        logging.getLogger("espnet.nets.beam_search").setLevel(logging.ERROR)
+        logging.getLogger("espnet.nets.batch_beam_search").setLevel(logging.ERROR)
+        exp_dir = Path(exp_dir)
+        with resolved_config(exp_dir) as cfg:
+            self.s2t = Speech2Text(
+                asr_train_config=cfg, asr_model_file=exp_dir / "model.pth", device=device,
+                beam_size=decode["beam_size"], ctc_weight=decode["ctc_weight"], lm_weight=0.0,
+                penalty=decode.get("penalty", 0.0), maxlenratio=decode.get("maxlenratio", 0.0),
+                minlenratio=decode.get("minlenratio", 0.0), nbest=1)
+        self.device = device
+
+    def __call__(self, wave: np.ndarray) -> Recognition:
+        text, _, token_int, _ = self.s2t(wave.astype(np.float32))[0]
+        return Recognition(tokens=[int(t) for t in token_int], text=text)

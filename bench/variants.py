@@ -1,0 +1,55 @@
+"""The registry of variants: how each is derived from the plain export and how it runs.
+
+Adding a variant is adding one entry here. `runtime` says which recognizer runs it:
+'torch' is ESPnet's own Speech2Text, 'onnx' is bench.runtime (which never imports torch).
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+GRAPHS = ("encoder.onnx", "decoder.onnx")
+
+
+def _copy_plain(src: Path, dst: Path, info: dict) -> dict:
+    for g in GRAPHS:
+        shutil.copyfile(src / g, dst / g)
+    return {"graph_optimization": "onnxruntime session default (ORT_ENABLE_ALL, online)"}
+
+
+def _fuse(src: Path, dst: Path, info: dict) -> dict:
+    from bench.optimize.fusion import fuse
+
+    return {g: fuse(src / g, dst / g, info["num_heads"], info["d_model"]) for g in GRAPHS}
+
+
+def _quantize_int8(src: Path, dst: Path, info: dict) -> dict:
+    from bench.optimize.quantize import quantize
+
+    return {g: quantize(src / g, dst / g) for g in GRAPHS}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    runtime: str  # "torch" | "onnx"
+    description: str
+    derive: Callable[[Path, Path, dict], dict] | None = None
+    devices: tuple[str, ...] = field(default=("cpu", "cuda"))
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in [
+    Variant("pytorch", "torch", "ESPnet Speech2Text in PyTorch eager mode (the reference)"),
+    Variant("onnx", "onnx", "plain export, ORT's default online optimisations", _copy_plain),
+    Variant("onnx-fused", "onnx", "offline transformer-optimizer fusion", _fuse),
+    Variant("onnx-int8", "onnx", "dynamic int8: MatMul-only, per-channel weights", _quantize_int8),
+]}
+REFERENCE = "pytorch"
+
+
+def get_variant(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise KeyError(f"unknown variant {name!r} (known: {', '.join(VARIANTS)})")
+    return VARIANTS[name]

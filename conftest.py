@@ -1,0 +1,22 @@
+"""Options shared by the benchmark suites (suites/) and the unit tests (tests/)."""
+import os
+
+# ESPnet's TTS text frontends pull nltk, which tries to download data at import time;
+# there is no network here, so tell it where (not) to look before anything imports it.
+os.environ.setdefault("NLTK_DATA", os.path.join(os.path.dirname(__file__), ".cache", "nltk"))
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("bench", "benchmark harness")
+    g.addoption("--bench-tier", default="smoke",
+                help="card tiers to run: smoke, accuracy, paper, comma-separated, or all")
+    g.addoption("--bench-card", default=None, help="only these cards (comma-separated names)")
+    g.addoption("--bench-variant", default=None, help="only these variants (comma-separated)")
+    g.addoption("--bench-device", default="cpu", help="devices: cpu, cuda or cpu,cuda")
+    g.addoption("--bench-threads", type=int, default=None,
+                help="intra-op threads for torch and ORT (default: usable cores)")
+    g.addoption("--bench-fast", action="store_true",
+                help="minimum rounds only: checks the harness, gives no trustworthy figures")
+    g.addoption("--bench-out", default=None, help="reports folder (default: reports/)")
+    g.addoption("--update-baselines", action="store_true",
+                help="after a fully successful run, rewrite this machine class's baseline file")

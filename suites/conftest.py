@@ -1,0 +1,34 @@
+"""Suite plumbing: parametrize cases, keep one BenchSession, write results at the end."""
+from __future__ import annotations
+
+import pytest
+
+from bench.runner import SuiteRun
+from bench.variants import VARIANTS
+from bench.zoo.cards import list_cards
+
+
+def _split(value):
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def pytest_generate_tests(metafunc):
+    if "bench_case" not in metafunc.fixturenames:
+        return
+    task = metafunc.module.TASK
+    opt = metafunc.config.getoption
+    cards = list_cards(opt("--bench-tier"), task=task)
+    if _split(opt("--bench-card")):
+        cards = [c for c in cards if c.name in _split(opt("--bench-card"))]
+    variants = _split(opt("--bench-variant")) or list(VARIANTS)
+    devices = _split(opt("--bench-device")) or ["cpu"]
+    params = [pytest.param((c, v, d), id=f"{c.name}-{v}-{d}")
+              for c in cards for d in devices for v in variants]
+    metafunc.parametrize("bench_case", params)
+
+
+@pytest.fixture(scope="session")
+def suite_run(pytestconfig):
+    run = SuiteRun.from_pytest_config(pytestconfig)
+    yield run
+    run.finish()

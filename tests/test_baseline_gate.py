@@ -1,0 +1,215 @@
+"""Baselines and the gate: direction, intervals, messages, refusal to learn from bad runs."""
+import json
+
+import numpy as np
+import pytest
+
+from bench import baseline as bl
+from bench.measure.stats import bootstrap_ci
+from bench.results import add_case, make_case, new_run, set_error, write_json_atomic
+
+CLASS = "cpu-x86_64-avx512vnni-2c"
+
+
+def _case(card="asr-tiny", variant="onnx-int8", **metrics):
+    c = make_case("asr", card, variant, "cpu")
+    c["metrics"].update(metrics)
+    return c
+
+
+def _run(*cases):
+    doc = new_run({"class": CLASS, "cpu": "test cpu", "cores": 2, "gpu": None},
+                  {"onnxruntime": "1.23.2"}, "abc123")
+    for c in cases:
+        add_case(doc, c)
+    return doc
+
+
+TOL = bl.DEFAULT_TOLERANCES
+
+
+def test_speedup_interval_wholly_below_limit_fails_with_numbers():
+    entry = {"speedup": 2.0}
+    g = bl.compare_case(_case(speedup=1.1, speedup_ci95=[1.0, 1.2]), entry, TOL)
+    assert g["verdict"] == "fail"
+    (reason,) = g["reasons"]
+    assert reason.startswith("speedup fell")
+    for text in ("1.10", "[1.00, 1.20]", "2.00", "0.15", "1.70", "<"):
+        assert text in reason, reason
+
+
+def test_speedup_interval_overlapping_or_above_passes():
+    entry = {"speedup": 2.0}
+    assert bl.compare_case(_case(speedup=2.0, speedup_ci95=[1.6, 2.5]), entry, TOL) == \
+        {"verdict": "pass", "reasons": []}
+    # Rising is fine, however much.
+    assert bl.compare_case(_case(speedup=9.0, speedup_ci95=[8.0, 10.0]), entry, TOL)["verdict"] == "pass"
+    # Point below the limit but interval reaching above it: not evidence enough.
+    assert bl.compare_case(_case(speedup=1.5, speedup_ci95=[1.4, 1.75]), entry, TOL)["verdict"] == "pass"
+    # Without an interval the point value decides.
+    assert bl.compare_case(_case(speedup=1.5), entry, TOL)["verdict"] == "fail"
+
+
+def test_missing_entry_is_new():
+    g = bl.compare_case(_case(speedup=2.0), None, TOL, machine_class=CLASS)
+    assert g["verdict"] == "new"
+    assert "no baseline" in g["reasons"][0] and CLASS in g["reasons"][0]
+
+
+def test_quality_memory_size_directions_and_messages():
+    entry = {"wer": 4.0, "cer": 2.0, "agreement_ter": 0.3, "peak_rss_mb": 400.0,
+             "model_mb": 30.0, "bleu": 20.0}
+    ok = _case(wer=4.4, cer=1.0, agreement_ter=1.2, peak_rss_mb=490.0, model_mb=32.9, bleu=19.5)
+    assert bl.compare_case(ok, entry, TOL) == {"verdict": "pass", "reasons": []}
+    bad = _case(wer=4.6, cer=2.6, agreement_ter=1.4, peak_rss_mb=510.0, model_mb=33.1, bleu=18.5)
+    g = bl.compare_case(bad, entry, TOL)
+    assert g["verdict"] == "fail"
+    joined = "\n".join(g["reasons"])
+    assert "wer rose: measured 4.60 > baseline 4.00 + 0.5 = 4.50" in joined
+    assert "cer rose" in joined and "agreement_ter rose" in joined and "bleu fell" in joined
+    assert "peak_rss_mb rose: measured 510.00 > baseline 400.00 x (1 + 0.25) = 500.00" in joined
+    assert "model_mb rose" in joined
+    assert len(g["reasons"]) == 6
+    # Better in every direction passes.
+    good = _case(wer=0.0, cer=0.0, agreement_ter=0.0, peak_rss_mb=10.0, model_mb=1.0, bleu=90.0)
+    assert bl.compare_case(good, entry, TOL)["verdict"] == "pass"
+
+
+def test_none_on_either_side_is_skipped():
+    g = bl.compare_case(_case(wer=None, speedup=0.1), {"wer": 1.0, "speedup": None}, TOL)
+    assert g == {"verdict": "pass", "reasons": []}
+
+
+def test_rtf_gated_loosely_and_only_on_same_class():
+    entry = {"rtf": 0.10}
+    assert bl.compare_case(_case(rtf=0.14), entry, TOL)["verdict"] == "pass"
+    g = bl.compare_case(_case(rtf=0.16), entry, TOL)
+    assert g["verdict"] == "fail" and g["reasons"][0].startswith("rtf rose")
+    assert bl.compare_case(_case(rtf=0.16), entry, TOL, same_class=False)["verdict"] == "pass"
+
+
+def test_card_override_of_tolerance(tmp_path):
+    doc = bl.new_baseline(CLASS)
+    doc["card_tolerances"] = {"asr-noisy": {"wer": {"value": 3.0}}}
+    doc["cases"]["asr/asr-noisy/onnx-int8/cpu"] = {"wer": 4.0}
+    doc["cases"]["asr/asr-tiny/onnx-int8/cpu"] = {"wer": 4.0}
+    path = tmp_path / f"{CLASS}.json"
+    write_json_atomic(path, doc)
+    loaded = bl.load_baselines(path)
+    assert bl.gate_case(_case(card="asr-noisy", wer=6.0), loaded)["verdict"] == "pass"
+    g = bl.gate_case(_case(card="asr-tiny", wer=6.0), loaded)
+    assert g["verdict"] == "fail" and "+ 0.5" in g["reasons"][0]
+    assert bl.tolerances_for(loaded, _case(card="asr-noisy"))["wer"]["mode"] == "absolute"
+
+
+def test_gate_results_sets_verdicts(tmp_path):
+    run = _run(_case(speedup=2.0, speedup_ci95=[1.8, 2.2]))
+    bl.update_baselines(run, tmp_path)
+    later = _run(_case(speedup=1.0, speedup_ci95=[0.9, 1.1]),
+                 _case(variant="onnx-fp16", speedup=1.0),
+                 set_error(_case(variant="onnx"), "boom"))
+    bl.gate_results(later, tmp_path)
+    verdicts = [c["gate"] and c["gate"]["verdict"] for c in later["cases"]]
+    assert verdicts == ["fail", "new", None]
+    # A class with no file at all: everything is new.
+    other = _run(_case(speedup=1.0))
+    other["run"]["machine"]["class"] = "cpu-x86_64-avx2-4c"
+    bl.gate_results(other, tmp_path)
+    assert other["cases"][0]["gate"]["verdict"] == "new"
+
+
+def test_update_writes_file_and_preserves_tolerances_and_other_entries(tmp_path):
+    path = bl.baseline_path(tmp_path, CLASS)
+    doc = bl.new_baseline(CLASS)
+    doc["tolerances"]["speedup"]["value"] = 0.2
+    doc["card_tolerances"] = {"asr-tiny": {"wer": {"value": 1.0}}}
+    doc["cases"]["st/st-tiny/onnx/cpu"] = {"speedup": 1.3}
+    write_json_atomic(path, doc)
+    run = _run(_case(speedup=2.0, speedup_ci95=[1.8, 2.2], wer=3.0, peak_rss_mb=100.0))
+    bl.update_baselines(run, tmp_path)
+    new = bl.load_baselines(path)
+    assert new["tolerances"]["speedup"]["value"] == 0.2
+    assert new["card_tolerances"] == {"asr-tiny": {"wer": {"value": 1.0}}}
+    assert new["cases"]["st/st-tiny/onnx/cpu"] == {"speedup": 1.3}
+    e = new["cases"]["asr/asr-tiny/onnx-int8/cpu"]
+    assert e["speedup"] == 2.0 and e["speedup_ci95"] == [1.8, 2.2] and e["wer"] == 3.0
+    assert new["created_from"] == {"run_id": run["run"]["id"], "git_commit": "abc123",
+                                   "started": run["run"]["started"]}
+    assert all(t.get("why") for t in new["tolerances"].values())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_update_refuses_failed_run_and_leaves_file_byte_identical(tmp_path):
+    bl.update_baselines(_run(_case(speedup=2.0, speedup_ci95=[1.8, 2.2])), tmp_path)
+    path = bl.baseline_path(tmp_path, CLASS)
+    before = path.read_bytes()
+    bad = _run(_case(speedup=5.0, speedup_ci95=[4.8, 5.2]),
+               set_error(_case(variant="onnx-fused"), "export failed"))
+    with pytest.raises(bl.BaselineError) as ei:
+        bl.update_baselines(bad, tmp_path)
+    assert "asr/asr-tiny/onnx-fused/cpu: error (export failed)" in str(ei.value)
+    assert "onnx-int8" not in str(ei.value)
+    assert path.read_bytes() == before
+    # A noisy run is refused too.
+    noisy = _run(_case(speedup=2.0, speedup_ci95=[1.0, 3.5]))
+    with pytest.raises(bl.BaselineError, match="noisy"):
+        bl.update_baselines(noisy, tmp_path)
+    assert path.read_bytes() == before
+
+
+def test_skipped_cases_refused_unless_allowed(tmp_path):
+    c = _case(variant="onnx-fp16")
+    c["status"] = "skipped"
+    run = _run(_case(speedup=2.0), c)
+    with pytest.raises(bl.BaselineError, match="skipped"):
+        bl.update_baselines(run, tmp_path)
+    bl.update_baselines(run, tmp_path, allow_skipped=True)
+    cases = bl.load_baselines(bl.baseline_path(tmp_path, CLASS))["cases"]
+    assert list(cases) == ["asr/asr-tiny/onnx-int8/cpu"]  # the skipped one is not stored
+
+
+def test_load_baselines_errors_name_file_and_field(tmp_path):
+    p = tmp_path / "x.json"
+    p.write_text("{not json")
+    with pytest.raises(bl.BaselineError, match="x.json.*not valid JSON"):
+        bl.load_baselines(p)
+    doc = bl.new_baseline(CLASS)
+    doc["schema"] = "bench-baseline/0"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(bl.BaselineError, match=r"x.json: schema"):
+        bl.load_baselines(p)
+    doc = bl.new_baseline(CLASS)
+    doc["cases"]["asr/a/b/cpu"] = {"speedup": "fast"}
+    p.write_text(json.dumps(doc))
+    with pytest.raises(bl.BaselineError, match=r"x.json: cases.asr/a/b/cpu.speedup"):
+        bl.load_baselines(p)
+    doc = bl.new_baseline(CLASS)
+    doc["tolerances"]["wer"]["worse"] = "sideways"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(bl.BaselineError, match=r"tolerances.wer.worse"):
+        bl.load_baselines(p)
+
+
+def test_gate_error_rates_on_simulated_noise():
+    """A/A must almost never fail; a 35% slowdown must almost always fail.
+
+    Rounds are simulated with the +-15% per-measurement noise seen on the 2-core class, and go
+    through the same median + bootstrap interval as real timings.
+    """
+    rng = np.random.default_rng(7)
+    n_rounds, trials, true = 12, 200, 2.0
+
+    def measured(speedup):
+        r = speedup * rng.lognormal(0.0, 0.15, size=n_rounds)
+        return float(np.median(r)), list(bootstrap_ci(r, n_boot=500, seed=int(rng.integers(1 << 30))))
+
+    aa_fail = slow_fail = 0
+    for _ in range(trials):
+        base, _ = measured(true)
+        entry = {"speedup": base}
+        s, ci = measured(true)
+        aa_fail += bl.compare_case(_case(speedup=s, speedup_ci95=ci), entry, TOL)["verdict"] == "fail"
+        s, ci = measured(true * 0.65)
+        slow_fail += bl.compare_case(_case(speedup=s, speedup_ci95=ci), entry, TOL)["verdict"] == "fail"
+    assert aa_fail / trials <= 0.02, aa_fail
+    assert slow_fail / trials >= 0.90, slow_fail

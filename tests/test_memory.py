@@ -1,0 +1,108 @@
+"""Peak RSS above idle, measured in a fresh child process."""
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench.measure.memory import MeasureError, measure_peak_rss
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _child(body: str) -> list[str]:
+    code = "from bench.measure.memory import report_idle, report_payload\n" + textwrap.dedent(body)
+    return [sys.executable, "-c", code]
+
+
+def test_child_touching_200mb_reports_about_200mb():
+    argv = _child("""
+        import time
+        report_idle()
+        buf = bytearray(b"\\x01") * (200 * 2**20)   # written, so every page is resident
+        time.sleep(0.2)                            # long enough for the sampler to see it
+        report_payload({"n": len(buf), "note": "done"})
+    """)
+    r = measure_peak_rss(argv, env=_env(), timeout=60)
+    assert r.returncode == 0
+    assert r.payload == {"n": 200 * 2**20, "note": "done"}
+    assert 160 <= r.peak_rss_mb <= 240, r
+    assert r.hwm_mb is not None and 160 <= r.hwm_mb <= 240, r
+    assert r.hwm_mb >= r.peak_rss_mb - 1e-9  # the kernel mark is never below a sample
+    assert 1 < r.idle_mb < 500
+    assert r.n_samples > 0
+
+
+def test_child_allocating_nothing_reports_little():
+    argv = _child("""
+        import time
+        report_idle()
+        time.sleep(0.1)
+        report_payload([1, 2, 3])
+    """)
+    r = measure_peak_rss(argv, env=_env(), timeout=60)
+    assert r.payload == [1, 2, 3]
+    assert r.peak_rss_mb < 20, r
+    assert r.hwm_mb is None or r.hwm_mb < 20, r
+
+
+def test_short_spike_is_caught_by_high_water_mark():
+    # Allocated and freed between two samples at most: the sampler may miss it, the kernel
+    # high-water mark must not.
+    argv = _child("""
+        report_idle()
+        buf = bytearray(b"\\x01") * (100 * 2**20)
+        del buf
+        report_payload(None)
+    """)
+    r = measure_peak_rss(argv, env=_env(), interval=0.05, timeout=60)
+    assert r.hwm_mb is not None and 70 <= r.hwm_mb <= 140, r
+
+
+def test_failing_child_raises_with_stderr_tail():
+    argv = _child("""
+        report_idle()
+        raise RuntimeError("model file is missing: /nowhere.onnx")
+    """)
+    with pytest.raises(MeasureError) as ei:
+        measure_peak_rss(argv, env=_env(), timeout=60)
+    assert "model file is missing" in str(ei.value)
+    assert "exited with code 1" in str(ei.value)
+
+
+def test_protocol_violations_raise():
+    with pytest.raises(MeasureError, match="BENCH_IDLE_RSS"):
+        measure_peak_rss([sys.executable, "-c", "print('hello')"], timeout=60)
+    with pytest.raises(MeasureError, match="BENCH_PAYLOAD"):
+        measure_peak_rss(_child("report_idle()"), env=_env(), timeout=60)
+
+
+def test_timeout_kills_child():
+    argv = _child("""
+        import time
+        report_idle()
+        time.sleep(30)
+    """)
+    with pytest.raises(MeasureError, match="timed out"):
+        measure_peak_rss(argv, env=_env(), timeout=1.0)
+
+
+def test_chatty_child_does_not_block_on_pipes():
+    argv = _child("""
+        import sys
+        report_idle()
+        for i in range(20000):
+            print("noise line", i)
+            sys.stderr.write("err line %d\\n" % i)
+        report_payload({"ok": True})
+    """)
+    r = measure_peak_rss(argv, env=_env(), timeout=60)
+    assert r.payload == {"ok": True}
+    assert "err line 19999" in r.stderr_tail

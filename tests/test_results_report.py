@@ -1,0 +1,181 @@
+"""Results documents (schema, atomic writes, utterance logs) and the HTML report."""
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from bench import results as R
+from bench.report.html import overall_verdict, render_report
+
+MACHINE = {"class": "cpu-x86_64-avx512vnni-2c", "cpu": "Test CPU", "cores": 2, "gpu": None,
+           "isa": ["avx2", "avx512f"]}
+
+
+def _doc():
+    return R.new_run(MACHINE, {"onnxruntime": "1.23.2", "torch": None}, "deadbeef")
+
+
+def _ok_case(variant="onnx", card="asr-tiny", verdict="pass", reasons=()):
+    c = R.make_case("asr", card, variant, "cpu")
+    c["metrics"].update(rtf=0.05, rtfx=20.0, speedup=2.0, speedup_ci95=[1.8, 2.2],
+                        latency_ms={"p50": 140.0, "p90": 210.0, "p99": 260.0},
+                        wer=4.1, cer=1.9, agreement_ter=0.3, peak_rss_mb=410.0, model_mb=31.0)
+    c["gate"] = {"verdict": verdict, "reasons": list(reasons)}
+    return c
+
+
+def test_new_run_and_make_case_shape():
+    doc = _doc()
+    assert doc["schema"] == "bench-results/1"
+    run = doc["run"]
+    assert run["git_commit"] == "deadbeef" and run["machine"]["class"] == MACHINE["class"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", run["started"])
+    assert run["id"] and doc["cases"] == []
+    c = R.make_case("asr", "asr-tiny", "onnx-int8", "cpu")
+    assert c["status"] == "ok" and c["error"] is None
+    assert set(R.METRIC_KEYS) <= set(c["metrics"])
+    assert c["metrics"]["latency_ms"] == {"p50": None, "p90": None, "p99": None}
+    assert all(v is None for k, v in c["metrics"].items() if k != "latency_ms")
+    assert R.case_key(c) == "asr/asr-tiny/onnx-int8/cpu"
+    R.validate_results({**doc, "cases": [c]})
+
+
+def test_new_run_fills_class_from_fingerprint():
+    doc = R.new_run({"arch": "x86_64", "isa": ["avx2"], "cores": 4, "gpu": None}, {}, None)
+    assert doc["run"]["machine"]["class"] == "cpu-x86_64-avx2-4c"
+
+
+def test_add_case_replaces_same_key():
+    doc = _doc()
+    R.add_case(doc, _ok_case())
+    c2 = _ok_case()
+    c2["metrics"]["wer"] = 9.0
+    R.add_case(doc, c2)
+    R.add_case(doc, _ok_case(variant="onnx-int8"))
+    assert [c["metrics"]["wer"] for c in doc["cases"]] == [9.0, 4.1]
+
+
+def test_write_atomic_and_load_roundtrip(tmp_path):
+    doc = _doc()
+    c = _ok_case()
+    c["metrics"]["rtf"] = np.float32(0.25)          # numpy scalars are written as numbers
+    c["metrics"]["speedup_ci95"] = np.array([1.5, 2.5])
+    c["metrics"]["bleu"] = float("nan")             # NaN is not JSON: written as null
+    R.add_case(doc, c)
+    path = tmp_path / "sub" / "results.json"
+    R.write_json_atomic(path, doc)
+    back = R.load_results(path)
+    m = back["cases"][0]["metrics"]
+    assert m["rtf"] == 0.25 and m["speedup_ci95"] == [1.5, 2.5] and m["bleu"] is None
+    assert os.listdir(path.parent) == ["results.json"]
+
+
+def test_write_atomic_failure_keeps_old_file(tmp_path):
+    path = tmp_path / "r.json"
+    R.write_json_atomic(path, {"a": 1})
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        R.write_json_atomic(path, {"a": object()})
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["r.json"]
+
+
+def test_load_results_errors_name_file_and_field(tmp_path):
+    p = tmp_path / "bad.json"
+    p.write_text("[")
+    with pytest.raises(R.ResultsError, match="bad.json: not valid JSON"):
+        R.load_results(p)
+    doc = _doc()
+    doc["schema"] = "bench-results/0"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(R.ResultsError, match="bad.json: schema"):
+        R.load_results(p)
+    doc = _doc()
+    c = _ok_case()
+    c["status"] = "done"
+    doc["cases"] = [c]
+    p.write_text(json.dumps(doc))
+    with pytest.raises(R.ResultsError, match=r"bad.json: cases\[0\] \(asr/asr-tiny/onnx/cpu\).status"):
+        R.load_results(p)
+    c["status"] = "ok"
+    c["metrics"]["wer"] = "low"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(R.ResultsError, match=r"metrics.wer"):
+        R.load_results(p)
+    del doc["run"]["machine"]["class"]
+    p.write_text(json.dumps(doc))
+    with pytest.raises(R.ResultsError, match=r"run.machine.class"):
+        R.load_results(p)
+
+
+def test_append_utterances_jsonl(tmp_path):
+    p = tmp_path / "utt.jsonl"
+    case = R.make_case("asr", "asr-tiny", "onnx", "cpu")
+    n = R.append_utterances_jsonl(p, [{"id": "u1", "duration": 1.5, "seconds": 0.1,
+                                       "hypothesis": "héllo", "reference": "hello"}], case=case)
+    R.append_utterances_jsonl(p, [{"id": "u2", "seconds": np.float64(0.2)}])
+    assert n == 1
+    lines = [json.loads(l) for l in p.read_text(encoding="utf-8").splitlines()]
+    assert lines[0] == {"task": "asr", "card": "asr-tiny", "variant": "onnx", "device": "cpu",
+                        "id": "u1", "duration": 1.5, "seconds": 0.1,
+                        "hypothesis": "héllo", "reference": "hello"}
+    assert lines[1] == {"id": "u2", "seconds": 0.2}
+
+
+# ---------------------------------------------------------------- report
+
+def test_report_go_when_all_pass(tmp_path):
+    doc = _doc()
+    R.add_case(doc, _ok_case())
+    R.add_case(doc, _ok_case(variant="onnx-int8", verdict="new", reasons=["no baseline"]))
+    out = render_report([doc], tmp_path / "report.html")
+    text = out.read_text(encoding="utf-8")
+    assert overall_verdict([doc]) == ("GO", [])
+    assert ">GO<" in text and "NO-GO" not in text
+    assert "asr-tiny" in text and "2.00 [1.80, 2.20]" in text and "140.0" in text
+    assert "deadbeef" in text and "1.23.2" in text and "Test CPU" in text
+    assert "http://" not in text and "https://" not in text and "<script" not in text
+
+
+def test_report_no_go_on_fail_or_error_and_escapes(tmp_path):
+    doc = _doc()
+    R.add_case(doc, _ok_case(verdict="fail", reasons=["speedup fell: measured 1.10 < 1.70"]))
+    bad = R.make_case("st", "st-tiny", "onnx-int8", "cpu")
+    R.set_error(bad, "<script>alert('x')</script> & friends")
+    R.add_case(doc, bad)
+    other = _doc()
+    other["run"]["machine"]["class"] = "gpu-<b>evil</b>"
+    R.add_case(other, _ok_case(variant="onnx-fp16"))
+    out = render_report([doc, other], tmp_path / "r.html")
+    text = out.read_text(encoding="utf-8")
+    verdict, why = overall_verdict([doc, other])
+    assert verdict == "NO-GO" and len(why) == 2
+    assert ">NO-GO<" in text
+    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert "&amp; friends" in text
+    assert "<b>evil</b>" not in text and "gpu-&lt;b&gt;evil&lt;/b&gt;" in text
+    assert "speedup fell: measured 1.10 &lt; 1.70" in text
+    assert "Task: asr" in text and "Task: st" in text
+    assert 'class="fail"' in text and 'class="error"' in text and 'class="pass"' in text
+
+
+def test_report_with_no_cases_is_no_go(tmp_path):
+    text = render_report([_doc()], tmp_path / "r.html").read_text()
+    assert ">NO-GO<" in text and "nothing to decide" in text
+
+
+def test_harness_modules_never_import_torch():
+    # These modules run in measurement children that must stay torch-free.
+    import subprocess
+    import sys
+    code = ("import sys\n"
+            "import bench.measure.stats, bench.measure.timing, bench.measure.memory\n"
+            "import bench.fingerprint, bench.results, bench.baseline, bench.report.html\n"
+            "bench.fingerprint.machine_fingerprint()\n"
+            "bad = [m for m in ('torch', 'espnet', 'onnxruntime') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
