@@ -8,7 +8,7 @@ os.environ.setdefault("NLTK_DATA", os.path.join(os.path.dirname(__file__), ".cac
 
 def pytest_addoption(parser):
     g = parser.getgroup("bench", "benchmark harness")
-    g.addoption("--bench-tier", default="smoke",
+    g.addoption("--bench-tier", default="smoke,paper",
                 help="card tiers to run: smoke, accuracy, paper, comma-separated, or all")
     g.addoption("--bench-card", default=None, help="only these cards (comma-separated names)")
     g.addoption("--bench-variant", default=None, help="only these variants (comma-separated)")

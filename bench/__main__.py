@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="run the benchmark suites (pytest) and write reports/")
-    r.add_argument("--tier", default="smoke", help="smoke, accuracy, paper (comma-separated) or all")
+    r.add_argument("--tier", default="smoke,paper", help="smoke, accuracy, paper (comma-separated) or all")
     r.add_argument("--device", default="cpu", help="cpu, cuda or cpu,cuda")
     r.add_argument("--card", help="only these cards (comma-separated)")
     r.add_argument("--variant", help="only these variants (comma-separated)")

@@ -48,7 +48,7 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def ensure_artifact(card: Card, sample_waves=None) -> Path:
+def ensure_artifact(card: Card) -> Path:
     """The card's artifact folder, built (model, export, every variant) if not cached."""
     root = cache_dir()
     final = root / f"{card.name}-{artifact_key(card)}"
@@ -59,7 +59,7 @@ def ensure_artifact(card: Card, sample_waves=None) -> Path:
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
         try:
-            _build(card, tmp, final.name, sample_waves)
+            _build(card, tmp, final.name)
             if final.exists():  # a stale, incomplete folder from a killed run
                 shutil.rmtree(final)
             os.rename(tmp, final)
@@ -69,14 +69,14 @@ def ensure_artifact(card: Card, sample_waves=None) -> Path:
     return final
 
 
-def _build(card: Card, out: Path, key: str, sample_waves) -> None:
+def _build(card: Card, out: Path, key: str) -> None:
     import time
 
     from bench.export.asr import export_asr
     from bench.zoo.build import build_exp_dir, load_model
 
     t0 = time.perf_counter()
-    build_exp_dir(card, out / "exp", sample_waves)
+    build_exp_dir(card, out / "exp")
     model = load_model(out / "exp")
     t1 = time.perf_counter()
     meta = export_asr(model, out / "onnx")

@@ -53,7 +53,7 @@ class BenchSession:
         return self._data[card.name]
 
     def artifact(self, card: Card) -> Path:
-        return ensure_artifact(card, [u.wave for u in self.eval_set(card)[:4]])
+        return ensure_artifact(card)
 
     def reference(self, card: Card, device: str):
         """The PyTorch recognizer and its outputs on the whole set, computed once."""

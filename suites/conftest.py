@@ -7,6 +7,8 @@ from bench.runner import SuiteRun
 from bench.variants import VARIANTS
 from bench.zoo.cards import list_cards
 
+RUN_KEY = pytest.StashKey()
+
 
 def _split(value):
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
@@ -30,5 +32,12 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture(scope="session")
 def suite_run(pytestconfig):
     run = SuiteRun.from_pytest_config(pytestconfig)
-    yield run
-    run.finish()
+    pytestconfig.stash[RUN_KEY] = run
+    return run
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Here, unlike in a fixture teardown, we know whether the run was interrupted.
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is not None:
+        run.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)

@@ -34,6 +34,8 @@ def load_eval_set(card: Card) -> list[EvalUtterance]:
         from bench.data.kaldi import read_data_dir
 
         utts = read_data_dir(data_dir)
+        for u in utts:
+            check_sample_rate(u.audio_path, allow_upsampling=bool(card.data.get("allow_upsampling")))
         return [EvalUtterance(u.id, u.load(SAMPLE_RATE), u.text, str(u.audio_path)) for u in utts]
     source = card.data.get("source", "builtin")
     if source != "builtin":
@@ -42,6 +44,26 @@ def load_eval_set(card: Card) -> list[EvalUtterance]:
 
     utts = builtin_eval_set(n=int(card.data.get("n_utterances", 8)), sample_rate=SAMPLE_RATE)
     return [EvalUtterance(u.id, u.load(SAMPLE_RATE), u.text, "builtin") for u in utts]
+
+
+def check_sample_rate(path: str, allow_upsampling: bool = False) -> None:
+    """Higher rates are resampled down; a lower rate is refused unless the card allows it.
+
+    Upsampling telephone-band (8 kHz) audio for a 16 kHz model cannot restore the missing
+    band: the figures would describe a deployment nobody runs, so it is an error by default.
+    """
+    import soundfile
+
+    from bench.data.audio import AudioError
+
+    try:
+        rate = soundfile.info(path).samplerate
+    except Exception:
+        return  # unreadable: read_audio gives the precise error for this file
+    if rate < SAMPLE_RATE and not allow_upsampling:
+        raise AudioError(f"{path}: sample rate {rate} Hz is below the model's {SAMPLE_RATE} Hz "
+                         f"(upsampling cannot restore the missing band; resample the data or "
+                         f"set data.allow_upsampling: true in the card)")
 
 
 def stratified_subset(utts: list[EvalUtterance], k: int) -> list[EvalUtterance]:

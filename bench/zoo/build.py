@@ -30,8 +30,12 @@ def default_args() -> dict:
     return vars(_asr_task().get_parser().parse_args(["--output_dir", "unused"]))
 
 
-def write_stats(card: Card, exp_dir: Path, waves: list[np.ndarray] | None) -> None:
-    """Global-MVN statistics: the shared LibriSpeech ones, or computed from sample audio."""
+def write_stats(card: Card, exp_dir: Path) -> None:
+    """Global-MVN statistics: the shared LibriSpeech ones, or computed on built-in speech.
+
+    'computed' always uses the built-in synthetic set, never the evaluation data, so the
+    card alone decides the model (and its cache key).
+    """
     spec = card.model.get("normalize_stats", "computed")
     out = exp_dir / "feats_stats.npz"
     if isinstance(spec, str) and spec.startswith("shared:"):
@@ -41,11 +45,12 @@ def write_stats(card: Card, exp_dir: Path, waves: list[np.ndarray] | None) -> No
     if spec != "computed":
         raise CardError(f"{card.path}: model.normalize_stats is {spec!r}, "
                         "expected 'computed' or 'shared:PATH'")
-    if not waves:
-        raise CardError(f"{card.path}: normalize_stats 'computed' needs sample audio")
     import torch
     from espnet2.asr.frontend.default import DefaultFrontend
 
+    from bench.data.espeak import builtin_eval_set
+
+    waves = [u.load(16000) for u in builtin_eval_set(n=4)]
     frontend = DefaultFrontend(fs=16000, **card.model["espnet"].get("frontend_conf", {}))
     total, total_sq, count = 0.0, 0.0, 0
     with torch.no_grad():
@@ -69,7 +74,7 @@ def parse_weights(card: Card) -> tuple[str, str]:
     raise CardError(f"{card.path}: model.weights is {spec!r}, expected 'random:SEED' or 'file:PATH'")
 
 
-def build_exp_dir(card: Card, exp_dir: Path, sample_waves: list[np.ndarray] | None = None) -> Path:
+def build_exp_dir(card: Card, exp_dir: Path) -> Path:
     """Build the card's model with ESPnet and save it as an experiment directory."""
     import torch
 
@@ -77,7 +82,7 @@ def build_exp_dir(card: Card, exp_dir: Path, sample_waves: list[np.ndarray] | No
         raise CardError(f"{card.path}: task {card.task!r} has no builder yet")
     exp_dir.mkdir(parents=True, exist_ok=True)
     token_fields = write_tokens(card, exp_dir)
-    write_stats(card, exp_dir, sample_waves)
+    write_stats(card, exp_dir)
 
     args = default_args()
     args.update(card.model["espnet"])

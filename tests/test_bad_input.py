@@ -1,0 +1,137 @@
+"""Bad input: each broken case is an `error` naming the file; the other cases still run."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from bench.zoo.cards import CARDS_DIR, load_card
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    import os
+
+    from bench.cases import BenchSession
+
+    os.environ["BENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield BenchSession(threads=1, fast=True)
+    del os.environ["BENCH_CACHE"]
+
+
+def card_variant(tmp_path: Path, name: str, **changes) -> "Card":
+    raw = yaml.safe_load((CARDS_DIR / "asr-conformer-smoke.yaml").read_text())
+    raw["name"] = name
+    raw["data"] = {"source": "builtin", "n_utterances": 3}
+    for dotted, value in changes.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_card(path)
+
+
+def data_dir(tmp_path: Path, files: dict) -> Path:
+    """A Kaldi-style dir: one good utterance plus `files` ({id: path})."""
+    d = tmp_path / "data"
+    d.mkdir(exist_ok=True)
+    good = d / "good.wav"
+    sf.write(good, (np.sin(np.arange(32000) * 0.05) * 0.3).astype(np.float32), 16000)
+    entries = {"good": good, **files}
+    (d / "wav.scp").write_text("".join(f"{k} {v}\n" for k, v in entries.items()))
+    (d / "text").write_text("".join(f"{k} HELLO\n" for k in entries))
+    return d
+
+
+def run(session, card, variant="onnx"):
+    from bench.cases import run_case
+
+    return run_case(session, card, variant, "cpu")
+
+
+def test_good_card_runs(session, tmp_path):
+    case = run(session, card_variant(tmp_path, "good-card"))
+    assert case["status"] == "ok", case["error"]
+    assert case["metrics"]["agreement_ter"] == 0.0
+
+
+@pytest.mark.parametrize("fault", ["missing", "corrupt"])
+def test_bad_checkpoint(session, tmp_path, fault):
+    ckpt = tmp_path / "model.pth"
+    if fault == "corrupt":
+        ckpt.write_bytes(b"\x00not a checkpoint" * 10)
+    case = run(session, card_variant(tmp_path, f"ckpt-{fault}", **{"model.weights": f"file:{ckpt}"}))
+    assert case["status"] == "error"
+    assert str(ckpt) in case["error"]
+    assert ("not found" if fault == "missing" else "corrupt") in case["error"]
+    # the run goes on: a good case in the same session still measures
+    assert run(session, card_variant(tmp_path, "good-after"))["status"] == "ok"
+
+
+@pytest.mark.parametrize("fault", ["missing", "corrupt", "empty", "8khz"])
+def test_bad_audio(session, tmp_path, fault):
+    bad = tmp_path / f"bad-{fault}.wav"
+    if fault == "corrupt":
+        bad.write_bytes(np.random.default_rng(0).bytes(5000))
+    elif fault == "empty":
+        sf.write(bad, np.zeros(0, dtype=np.float32), 16000)
+    elif fault == "8khz":
+        sf.write(bad, (np.random.default_rng(0).standard_normal(16000) * 0.1).astype(np.float32), 8000)
+    d = data_dir(tmp_path, {"bad": bad})
+    case = run(session, card_variant(tmp_path, f"audio-{fault}", **{"data": {"dir": str(d)}}))
+    assert case["status"] == "error"
+    assert str(bad) in case["error"], case["error"]
+    if fault == "8khz":
+        assert "8000 Hz" in case["error"]
+
+
+def test_corrupt_onnx_file(session, tmp_path):
+    from bench.artifacts import ensure_artifact
+
+    card = card_variant(tmp_path, "onnx-corrupt")
+    graph = ensure_artifact(card) / "variants" / "onnx-fused" / "encoder.onnx"
+    backup = tmp_path / "encoder.onnx.bak"
+    shutil.copyfile(graph, backup)
+    try:
+        graph.write_bytes(graph.read_bytes()[:2000])  # a half-written file from a killed job
+        case = run(session, card, "onnx-fused")
+        assert case["status"] == "error"
+        assert str(graph) in case["error"] and "cannot load ONNX model" in case["error"]
+        assert run(session, card, "onnx")["status"] == "ok"  # the other variants still run
+    finally:
+        shutil.copyfile(backup, graph)
+
+
+def test_audio_too_short_for_subsampling(session, tmp_path):
+    from bench.artifacts import ensure_artifact
+    from bench.runtime.load import load_recognizer
+
+    card = card_variant(tmp_path, "short")
+    rec = load_recognizer(ensure_artifact(card), card.decode, "onnx", "cpu", threads=1)
+    with pytest.raises(ValueError, match="too short for the encoder's subsampling"):
+        rec(np.zeros(500, dtype=np.float32))
+
+
+def test_interrupted_run_keeps_previous_results(tmp_path):
+    from bench.cases import BenchSession
+    from bench.results import make_case, new_run
+    from bench.runner import SuiteRun
+
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "results.json").write_text("previous")
+    run = SuiteRun(BenchSession(), out, tmp_path / "baselines", update=True)
+    run.doc = new_run({"class": "cpu-test"}, {}, None)
+    run.doc["cases"].append(make_case("asr", "c", "onnx", "cpu"))
+    run.finish(interrupted=True)
+    assert (out / "results.json").read_text() == "previous"
+    assert not (tmp_path / "baselines").exists()
+    partial = list((out / "runs").glob("*/results.json"))
+    assert len(partial) == 1 and '"partial": true' in partial[0].read_text()
