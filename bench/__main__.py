@@ -59,7 +59,8 @@ def cmd_baseline_update(a) -> int:
     from bench.results import ResultsError, load_results
 
     try:
-        path = update_baselines(load_results(a.results), a.baselines)
+        path = update_baselines(load_results(a.results), a.baselines,
+                                accept_failures=a.accept_failures, allow_skipped=True)
     except (BaselineError, ResultsError, OSError) as e:
         print(f"baselines NOT updated: {e}", file=sys.stderr)
         return 1
@@ -107,6 +108,8 @@ def main(argv=None) -> int:
     bu = bsub.add_parser("update", help="rewrite this class's baselines from a successful run")
     bu.add_argument("results", help="a results.json")
     bu.add_argument("--baselines", default=str(baselines_dir()))
+    bu.add_argument("--accept-failures", action="store_true",
+                    help="take the figures of cases whose gate failed as the new baseline")
     bu.set_defaults(func=cmd_baseline_update)
 
     c = sub.add_parser("cards", help="list the built-in model cards")

@@ -255,12 +255,15 @@ def _entry_from_case(case: Mapping[str, Any]) -> dict:
 
 def update_baselines(results_doc: dict, baselines_dir: str | os.PathLike, *,
                      allow_skipped: bool = False,
+                     accept_failures: bool = False,
                      max_ci_rel_width: float | None = 0.5) -> Path:
     """Rewrite the class file of ``results_doc``'s machine from its cases, atomically.
 
     Refused (``BaselineError`` listing the cases, the file left untouched) when any case is
     not ``ok`` (``skipped`` allowed only with ``allow_skipped``), or when a speedup interval
     is wider than ``max_ci_rel_width`` x speedup (a noisy run must not become the bar).
+    A case whose gate failed also refuses the update: a regression becomes the new bar only
+    when someone says so (``accept_failures``, the CLI's ``--accept-failures``).
     Keeps the file's tolerances, card overrides and the entries of cases not in this run.
     """
     validate_results(results_doc, source="results document")
@@ -270,6 +273,12 @@ def update_baselines(results_doc: dict, baselines_dir: str | os.PathLike, *,
     if bad:
         raise BaselineError("refusing to update baselines from a run with cases that were not "
                             "ok:\n  " + "\n  ".join(bad))
+    failed = [f"{case_key(c)}: " + "; ".join(c["gate"]["reasons"])
+              for c in results_doc["cases"] if (c.get("gate") or {}).get("verdict") == "fail"]
+    if failed and not accept_failures:
+        raise BaselineError("refusing to update baselines from a run whose gate failed (accept "
+                            "these figures as the new bar with `python -m bench baseline update "
+                            "RESULTS --accept-failures`):\n  " + "\n  ".join(failed))
     if max_ci_rel_width is not None:
         noisy = []
         for c in results_doc["cases"]:

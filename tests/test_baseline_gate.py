@@ -213,3 +213,22 @@ def test_gate_error_rates_on_simulated_noise():
         slow_fail += bl.compare_case(_case(speedup=s, speedup_ci95=ci), entry, TOL)["verdict"] == "fail"
     assert aa_fail / trials <= 0.02, aa_fail
     assert slow_fail / trials >= 0.90, slow_fail
+
+
+def test_update_refused_when_a_gate_failed(tmp_path):
+    """A regression never becomes the new bar by accident; only when accepted explicitly."""
+    import json
+
+    from bench.baseline import BaselineError, update_baselines
+    from bench.results import make_case, new_run
+
+    doc = new_run({"class": "cpu-test"}, {}, None)
+    case = make_case("asr", "c", "onnx", "cpu")
+    case["metrics"].update(speedup=1.0, speedup_ci95=[0.95, 1.05])
+    case["gate"] = {"verdict": "fail", "reasons": ["speedup fell: measured 1.00 ..."]}
+    doc["cases"].append(case)
+    with pytest.raises(BaselineError, match="gate failed"):
+        update_baselines(doc, tmp_path)
+    assert not list(tmp_path.iterdir())
+    path = update_baselines(doc, tmp_path, accept_failures=True)
+    assert json.loads(path.read_text())["cases"]["asr/c/onnx/cpu"]["speedup"] == 1.0

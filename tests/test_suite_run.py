@@ -1,0 +1,66 @@
+"""The main job end to end through `python -m bench run`, on the smallest card.
+
+Checks the documents a release decision reads, and that the gate fails a regression:
+a baseline whose speedup the run cannot reach makes the case fail with a message that
+names the metric, the baseline, the measured value and the tolerance.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.results import load_results
+
+pytestmark = pytest.mark.slow
+
+
+def bench_run(tmp_path, *extra):
+    env = dict(os.environ, BENCH_CACHE=str(tmp_path / "cache"),
+               BENCH_BASELINES=str(tmp_path / "baselines"))
+    cmd = [sys.executable, "-m", "bench", "run", "--fast", "--card", "asr-conformer-smoke",
+           "--variant", "pytorch,onnx", "--threads", "1", "--out", str(tmp_path / "reports"), *extra]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_run_writes_results_report_and_gates(tmp_path):
+    first = bench_run(tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    doc = load_results(tmp_path / "reports" / "results.json")
+    assert doc["run"]["machine"]["class"]
+    cases = {c["variant"]: c for c in doc["cases"]}
+    assert set(cases) == {"pytorch", "onnx"}
+    onnx = cases["onnx"]
+    assert onnx["status"] == "ok" and onnx["gate"]["verdict"] == "new"
+    m = onnx["metrics"]
+    for key in ("rtf", "rtfx", "speedup", "first_call_ms", "load_ms", "peak_rss_mb", "model_mb",
+                "wer", "cer", "agreement_ter"):
+        assert isinstance(m[key], float), key
+    lo, hi = m["speedup_ci95"]
+    assert lo <= m["speedup"] <= hi
+    assert m["agreement_ter"] == 0.0
+    assert onnx["settings"]["memory"]["child_torch_imported"] is False
+    lines = (tmp_path / "reports" / "utterances.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * onnx["n_utterances"]
+    assert {"id", "duration", "seconds", "hypothesis", "reference"} <= set(json.loads(lines[0]))
+    assert "asr-conformer-smoke" in (tmp_path / "reports" / "report.html").read_text()
+
+    # a baseline the run cannot reach: the gate must fail, naming the evidence
+    base_dir = tmp_path / "baselines"
+    base_dir.mkdir()
+    cls = doc["run"]["machine"]["class"]
+    key = "asr/asr-conformer-smoke/onnx/cpu"
+    baseline = {"schema": "bench-baseline/1", "machine_class": cls, "created_from": {},
+                "tolerances": {}, "cases": {key: {"speedup": m["speedup"] * 100}}}
+    (base_dir / f"{cls}.json").write_text(json.dumps(baseline))
+    before = (tmp_path / "reports" / "results.json").read_text()
+    second = bench_run(tmp_path, "--update-baselines")
+    assert second.returncode == 1
+    assert "speedup fell" in second.stdout and "baseline" in second.stdout
+    doc2 = load_results(tmp_path / "reports" / "results.json")
+    failed = [c for c in doc2["cases"] if c["gate"] and c["gate"]["verdict"] == "fail"]
+    assert [c["variant"] for c in failed] == ["onnx"]
+    assert (tmp_path / "reports" / "results.json").read_text() != before  # a complete run
+    # a failing run never rewrites the baselines
+    assert json.loads((base_dir / f"{cls}.json").read_text()) == baseline
