@@ -1,4 +1,4 @@
-"""`python -m bench ...`: run the suites, export a card, merge reports, update baselines."""
+"""`python -m bench ...`: run the suites, export a card, merge reports, update baselines, print tables."""
 from __future__ import annotations
 
 import argparse
@@ -68,6 +68,14 @@ def cmd_baseline_update(a) -> int:
     return 0
 
 
+def cmd_table(a) -> int:
+    from bench.report.table import markdown_table
+    from bench.results import load_results
+
+    print(markdown_table(load_results(a.results), card=a.card))
+    return 0
+
+
 def cmd_cards(a) -> int:
     from bench.zoo.cards import list_cards
 
@@ -111,6 +119,11 @@ def main(argv=None) -> int:
     bu.add_argument("--accept-failures", action="store_true",
                     help="take the figures of cases whose gate failed as the new baseline")
     bu.set_defaults(func=cmd_baseline_update)
+
+    t = sub.add_parser("table", help="print a results document as a Markdown table")
+    t.add_argument("results", help="a results.json")
+    t.add_argument("--card", help="only this card")
+    t.set_defaults(func=cmd_table)
 
     c = sub.add_parser("cards", help="list the built-in model cards")
     c.set_defaults(func=cmd_cards)

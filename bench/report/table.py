@@ -1,0 +1,33 @@
+"""A Markdown table of a results document, for README and release notes (never typed by hand)."""
+from __future__ import annotations
+
+from typing import Mapping
+
+
+def _num(x, fmt="{:.2f}"):
+    return "-" if x is None else fmt.format(x)
+
+
+def markdown_table(doc: Mapping, card: str | None = None) -> str:
+    rows = ["| card | variant | speedup vs PyTorch [95% CI] | RTF | p50 latency ms | "
+            "peak RSS MB | model MB | WER % | agreement TER % | status |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in doc["cases"]:
+        if card and c["card"] != card:
+            continue
+        m = c["metrics"]
+        ci = m.get("speedup_ci95")
+        speed = "reference" if c["variant"] == "pytorch" else (
+            f"{_num(m.get('speedup'))} [{_num(ci[0])}, {_num(ci[1])}]" if ci else "-")
+        status = c["status"] if c["status"] != "ok" else (c.get("gate") or {}).get("verdict", "ok")
+        rows.append(f"| {c['card']} | {c['variant']} | {speed} | {_num(m.get('rtf'), '{:.4f}')} | "
+                    f"{_num((m.get('latency_ms') or {}).get('p50'), '{:.0f}')} | "
+                    f"{_num(m.get('peak_rss_mb'), '{:.0f}')} | {_num(m.get('model_mb'), '{:.1f}')} | "
+                    f"{_num(m.get('wer'), '{:.1f}')} | {_num(m.get('agreement_ter'), '{:.1f}')} | "
+                    f"{status} |")
+    run = doc["run"]
+    rows.append("")
+    rows.append(f"Run {run['id']}, commit {str(run.get('git_commit'))[:10]}, machine class "
+                f"`{run['machine']['class']}` ({run['machine'].get('cpu')}), "
+                f"{run.get('threads')} threads.")
+    return "\n".join(rows)
