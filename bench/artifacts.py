@@ -30,9 +30,10 @@ def artifact_key(card: Card) -> str:
 
     from bench.export.asr import EXPORTER_VERSION, OPSET
     from bench.optimize.quantize import DEFAULT_SETTINGS
+    from bench.variants import DERIVE_VERSION
 
     parts = {"card": card.content_hash(), "exporter": EXPORTER_VERSION, "opset": OPSET,
-             "int8": DEFAULT_SETTINGS, "variants": sorted(VARIANTS),
+             "int8": DEFAULT_SETTINGS, "variants": sorted(VARIANTS), "derive": DERIVE_VERSION,
              "libs": {p: version(p) for p in ("torch", "espnet", "onnx", "onnxruntime")}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -90,7 +91,11 @@ def _build(card: Card, out: Path, key: str) -> None:
         vdir = out / "variants" / v.name
         vdir.mkdir(parents=True)
         t = time.perf_counter()
-        settings = v.derive(out / "onnx", vdir, info)
+        try:
+            settings = v.derive(out / "onnx", vdir, info)
+        except Exception as e:  # one broken variant must not take the others down
+            variants[v.name] = {"error": f"{type(e).__name__}: {e}"}
+            continue
         variants[v.name] = {"settings": settings, "derive_s": round(time.perf_counter() - t, 2)}
     doc = {"card": card.name, "key": key, "export": meta, "variants": variants,
            "build_s": round(t1 - t0, 2), "export_s": round(t2 - t1, 2)}

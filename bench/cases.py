@@ -116,6 +116,9 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     case["settings"].update({"artifact": artifact.name, "opset": info["export"]["opset"],
                              "exporter": info["export"]["exporter"],
                              "variant": info["variants"].get(variant, {}).get("settings")})
+    derive_error = info["variants"].get(variant, {}).get("error")
+    if derive_error:
+        raise RuntimeError(f"variant {variant} of {artifact.name} could not be derived: {derive_error}")
     ref_rec, ref_out = session.reference(card, device)
 
     # load and first call, then the quality pass over the whole set

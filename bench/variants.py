@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 GRAPHS = ("encoder.onnx", "decoder.onnx")
+DERIVE_VERSION = 2  # bump when a derivation changes, so cached artifacts are rebuilt
 
 
 def _copy_plain(src: Path, dst: Path, info: dict) -> dict:
@@ -20,15 +21,30 @@ def _copy_plain(src: Path, dst: Path, info: dict) -> dict:
 
 
 def _fuse(src: Path, dst: Path, info: dict) -> dict:
+    """Fuse, then verify; if the optimizer broke the graph, retry without its shape inference."""
     from bench.optimize.fusion import fuse
+    from bench.optimize.verify import VariantCheckError, check_variant
 
-    return {g: fuse(src / g, dst / g, info["num_heads"], info["d_model"]) for g in GRAPHS}
+    rejected = []
+    for shape_inference in (True, False):
+        settings = {g: fuse(src / g, dst / g, info["num_heads"], info["d_model"], shape_inference)
+                    for g in GRAPHS}
+        try:
+            check = check_variant(src, dst, info, atol=1e-3)
+        except VariantCheckError as e:
+            rejected.append(f"shape_inference={shape_inference}: {e}")
+            continue
+        return {**settings, "check": check, "rejected": rejected}
+    raise VariantCheckError("every fusion setting gave a broken graph:\n  " + "\n  ".join(rejected))
 
 
 def _quantize_int8(src: Path, dst: Path, info: dict) -> dict:
     from bench.optimize.quantize import quantize
+    from bench.optimize.verify import check_variant
 
-    return {g: quantize(src / g, dst / g) for g in GRAPHS}
+    settings = {g: quantize(src / g, dst / g) for g in GRAPHS}
+    # int8's deviation is a measured figure (agreement), so only runnability is checked here
+    return {**settings, "check": check_variant(src, dst, info, atol=None)}
 
 
 @dataclass(frozen=True)

@@ -97,3 +97,39 @@ def test_onnx_runtime_never_imports_torch():
     code = ("import sys, bench.runtime.onnx_asr, bench.runtime.load, bench.measure.child; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.slow
+def test_variant_check_catches_a_broken_graph(artifacts, tmp_path):
+    """The derive-time check rejects a graph that runs but computes something else."""
+    import shutil
+
+    import onnx
+
+    from bench.optimize.verify import VariantCheckError, check_variant
+    from bench.runtime.onnx_asr import load_export_meta
+
+    art = artifacts["asr-conformer-smoke"]
+    meta = load_export_meta(art)
+    shutil.copytree(art / "onnx", tmp_path / "broken")
+    check_variant(art / "onnx", tmp_path / "broken", meta, atol=1e-3)  # identical copy passes
+    model = onnx.load(str(tmp_path / "broken" / "decoder.onnx"))
+    for init in model.graph.initializer:
+        if init.name.endswith("output_layer.bias"):
+            arr = onnx.numpy_helper.to_array(init).copy()
+            arr[:5] += 1.0
+            init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+    onnx.save(model, str(tmp_path / "broken" / "decoder.onnx"))
+    with pytest.raises(VariantCheckError, match="decoder.onnx.*differs from the plain graph"):
+        check_variant(art / "onnx", tmp_path / "broken", meta, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_derived_variants_pass_their_checks(artifacts):
+    from bench.artifacts import artifact_info
+
+    for art in artifacts.values():
+        variants = artifact_info(art)["variants"]
+        for name in ("onnx-fused", "onnx-int8"):
+            assert "error" not in variants[name], variants[name]
+            assert variants[name]["settings"]["check"]["max_abs_diff"]
