@@ -13,7 +13,9 @@ import soundfile as sf
 from bench.data.audio import AudioError, duration_seconds, read_audio
 from bench.data.kaldi import DataDirError, Utterance, read_data_dir, write_data_dir
 
-REAL = Path("/work/shared/real-speech")
+from bench.paths import shared_dir
+
+REAL = (shared_dir() or Path("/nonexistent")) / "real-speech"
 LIBRI = REAL / "librispeech"
 LJ = REAL / "ljspeech"
 needs_real = pytest.mark.skipif(not LIBRI.is_dir() or not LJ.is_dir(), reason="real speech clips not present")

@@ -135,3 +135,21 @@ def test_interrupted_run_keeps_previous_results(tmp_path):
     assert not (tmp_path / "baselines").exists()
     partial = list((out / "runs").glob("*/results.json"))
     assert len(partial) == 1 and '"partial": true' in partial[0].read_text()
+
+
+def test_real_librispeech_kaldi_dir(session, tmp_path):
+    """Real FLAC speech from ../shared, as a Kaldi-style data dir, through a model."""
+    from bench.paths import shared_dir
+
+    if shared_dir() is None or not (shared_dir() / "real-speech" / "librispeech").is_dir():
+        pytest.skip("../shared/real-speech/librispeech is not present (set BENCH_SHARED)")
+    src = shared_dir() / "real-speech" / "librispeech"
+    d = tmp_path / "libri"
+    d.mkdir()
+    ids = [line.split()[0] for line in (src / "text").read_text().splitlines() if line.strip()]
+    (d / "wav.scp").write_text("".join(f"{i} {src / (i + '.flac')}\n" for i in ids))
+    shutil.copyfile(src / "text", d / "text")
+    case = run(session, card_variant(tmp_path, "libri", **{"data": {"dir": str(d)}}))
+    assert case["status"] == "ok", case["error"]
+    assert case["n_utterances"] == 3 and case["audio_seconds"] > 5
+    assert case["metrics"]["agreement_ter"] == 0.0
