@@ -142,8 +142,6 @@ def export_asr(model, out_dir: Path, opset: int = OPSET) -> dict:
 
 def min_samples(model, enc_graph) -> int:
     """Shortest input (in samples) the encoder's subsampling accepts, found by trying."""
-    from espnet2.asr.encoder.abs_encoder import AbsEncoder  # noqa: F401 (type context)
-
     hop = enc_graph.stft.hop
     with torch.no_grad():
         for frames in range(1, 64):
