@@ -9,9 +9,11 @@ from pathlib import Path
 
 from bench.paths import REPO_ROOT, baselines_dir, reports_dir
 
-EXIT_HELP = """exit status of `run`: 0 every case passed (or is new); 1 a gate failed (a regression)
-or a case could not run (see results.json: status 'error' vs gate verdict 'fail');
-2 bad usage or input; other values come from pytest."""
+EXIT_HELP = """exit status of `run` (worst first): 1 a gate failed: a regression;
+3 a case could not run (status 'error': a harness or input error, the message names the file);
+4 a case was too noisy to decide (verdict 'invalid'); 0 every case passed, is new or skipped;
+2 interrupted or bad usage (pytest's own codes pass through when no results were written)."""
+EXIT_REGRESSION, EXIT_CASE_ERROR, EXIT_INVALID = 1, 3, 4
 
 
 def cmd_run(a) -> int:
@@ -25,7 +27,24 @@ def cmd_run(a) -> int:
         args.append("--bench-fast")
     if a.update_baselines:
         args.append("--update-baselines")
-    return subprocess.call(args + a.pytest_args, cwd=REPO_ROOT)
+    results = Path(a.out or reports_dir()) / "results.json"
+    before = results.stat().st_mtime if results.exists() else None
+    code = subprocess.call(args + a.pytest_args, cwd=REPO_ROOT)
+    if not results.exists() or results.stat().st_mtime == before:
+        return code  # this run wrote no results (interrupted, usage error, no cases)
+    return exit_code(json.loads(results.read_text()), code)
+
+
+def exit_code(doc: dict, pytest_code: int) -> int:
+    """Tell a regression from a harness error from a noisy measurement, worst first."""
+    verdicts = {(c.get("gate") or {}).get("verdict") for c in doc["cases"]}
+    if "fail" in verdicts:
+        return EXIT_REGRESSION
+    if any(c["status"] == "error" for c in doc["cases"]):
+        return EXIT_CASE_ERROR
+    if "invalid" in verdicts:
+        return EXIT_INVALID
+    return pytest_code
 
 
 def cmd_export(a) -> int:
@@ -73,6 +92,13 @@ def cmd_table(a) -> int:
     from bench.results import load_results
 
     print(markdown_table(load_results(a.results), card=a.card))
+    return 0
+
+
+def cmd_selftest(a) -> int:
+    from bench.measure.selftest import gate_error_rates
+
+    print(gate_error_rates(comparisons=a.comparisons, slowdown=a.slowdown).summary())
     return 0
 
 
@@ -124,6 +150,11 @@ def main(argv=None) -> int:
     t.add_argument("results", help="a results.json")
     t.add_argument("--card", help="only this card")
     t.set_defaults(func=cmd_table)
+
+    st = sub.add_parser("selftest", help="measure the gate's false-alarm and miss rates")
+    st.add_argument("--comparisons", type=int, default=200)
+    st.add_argument("--slowdown", type=float, default=0.20)
+    st.set_defaults(func=cmd_selftest)
 
     c = sub.add_parser("cards", help="list the built-in model cards")
     c.set_defaults(func=cmd_cards)

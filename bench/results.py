@@ -22,7 +22,7 @@ __all__ = [
 
 SCHEMA = "bench-results/1"
 STATUSES = ("ok", "error", "skipped", "partial")
-VERDICTS = ("pass", "fail", "new")
+VERDICTS = ("pass", "fail", "new", "invalid")  # invalid: too noisy to decide
 
 # Every case carries every metric key, None until measured, so readers never guess
 # whether a missing key means "not measured" or "renamed".

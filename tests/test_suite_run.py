@@ -16,16 +16,17 @@ from bench.results import load_results
 pytestmark = pytest.mark.slow
 
 
-def bench_run(tmp_path, *extra):
+def bench_run(tmp_path, *extra, pytest_args=()):
     env = dict(os.environ, BENCH_CACHE=str(tmp_path / "cache"),
                BENCH_BASELINES=str(tmp_path / "baselines"))
     cmd = [sys.executable, "-m", "bench", "run", "--fast", "--card", "asr-conformer-smoke",
-           "--variant", "pytorch,onnx", "--threads", "1", "--out", str(tmp_path / "reports"), *extra]
+           "--variant", "pytorch,onnx", "--threads", "1", "--out", str(tmp_path / "reports"), *extra,
+           "--", *pytest_args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
 
 
 def test_run_writes_results_report_and_gates(tmp_path):
-    first = bench_run(tmp_path)
+    first = bench_run(tmp_path, pytest_args=["--benchmark-json", str(tmp_path / "pb.json")])
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     doc = load_results(tmp_path / "reports" / "results.json")
     assert doc["run"]["machine"]["class"]
@@ -45,6 +46,11 @@ def test_run_writes_results_report_and_gates(tmp_path):
     assert len(lines) == 2 * onnx["n_utterances"]
     assert {"id", "duration", "seconds", "hypothesis", "reference"} <= set(json.loads(lines[0]))
     assert "asr-conformer-smoke" in (tmp_path / "reports" / "report.html").read_text()
+    # pytest-benchmark's format, with our measured rounds and metrics
+    pb = {b["extra_info"]["case"]: b for b in json.loads((tmp_path / "pb.json").read_text())["benchmarks"]}
+    onnx_pb = pb["asr/asr-conformer-smoke/onnx/cpu"]
+    assert onnx_pb["stats"]["rounds"] == onnx["settings"]["timing"]["rounds"]
+    assert onnx_pb["extra_info"]["metrics"]["speedup"] == m["speedup"]
 
     # a baseline the run cannot reach: the gate must fail, naming the evidence
     base_dir = tmp_path / "baselines"
@@ -56,7 +62,7 @@ def test_run_writes_results_report_and_gates(tmp_path):
     (base_dir / f"{cls}.json").write_text(json.dumps(baseline))
     before = (tmp_path / "reports" / "results.json").read_text()
     second = bench_run(tmp_path, "--update-baselines")
-    assert second.returncode == 1
+    assert second.returncode == 1  # a regression (not 3, a harness error)
     assert "speedup fell" in second.stdout and "baseline" in second.stdout
     doc2 = load_results(tmp_path / "reports" / "results.json")
     failed = [c for c in doc2["cases"] if c["gate"] and c["gate"]["verdict"] == "fail"]

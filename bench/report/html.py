@@ -68,9 +68,10 @@ def overall_verdict(results_docs: Sequence[Mapping]) -> tuple[str, list[str]]:
             n += 1
             if c.get("status") == "error":
                 why.append(f"{_key(c)} [{run_id}]: error: {c.get('error')}")
-            if _verdict_of(c) == "fail":
+            if _verdict_of(c) in ("fail", "invalid"):
                 rs = "; ".join(str(r) for r in (c.get("gate") or {}).get("reasons") or [])
-                why.append(f"{_key(c)} [{run_id}]: gate failed: {rs}")
+                what = "gate failed" if _verdict_of(c) == "fail" else "too noisy to decide"
+                why.append(f"{_key(c)} [{run_id}]: {what}: {rs}")
     if n == 0:
         why.append("no cases in the results: nothing to decide from")
     return ("NO-GO" if why else "GO"), why
