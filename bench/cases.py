@@ -113,6 +113,10 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     utts = session.eval_set(card)
     artifact = session.artifact(card)
     info = artifact_info(artifact)
+    if v.runtime == "onnx":
+        from bench.runtime.onnx_asr import session_settings
+
+        case["settings"]["ort_session"] = session_settings(session.threads)
     case["settings"].update({"artifact": artifact.name, "opset": info["export"]["opset"],
                              "exporter": info["export"]["exporter"],
                              "variant": info["variants"].get(variant, {}).get("settings")})

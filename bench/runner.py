@@ -60,6 +60,9 @@ class SuiteRun:
         fp["class"] = machine_class(fp)
         run.doc = new_run(fp, library_versions(LIBRARIES), git_commit())
         run.doc["run"]["threads"] = threads
+        import onnxruntime
+
+        run.doc["run"]["ort_providers"] = onnxruntime.get_available_providers()
         run.doc["run"]["fast"] = run.session.fast
         path = baseline_path(run.baselines, fp["class"])
         # A broken baseline file must stop the run before hours of measuring, with its name.

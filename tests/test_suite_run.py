@@ -70,3 +70,24 @@ def test_run_writes_results_report_and_gates(tmp_path):
     assert (tmp_path / "reports" / "results.json").read_text() != before  # a complete run
     # a failing run never rewrites the baselines
     assert json.loads((base_dir / f"{cls}.json").read_text()) == baseline
+
+
+def test_aa_two_runs_of_the_same_commit_pass(tmp_path):
+    """A/A on the real smoke card: the second run, gated against baselines written by the
+    first (full rounds, not --fast), passes."""
+    def run(*extra):
+        env = dict(os.environ, BENCH_CACHE=str(tmp_path / "cache"),
+                   BENCH_BASELINES=str(tmp_path / "baselines"))
+        cmd = [sys.executable, "-m", "bench", "run", "--card", "asr-conformer-smoke",
+               "--variant", "pytorch,onnx", "--threads", "1", "--out", str(tmp_path / "reports"),
+               *extra]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+
+    first = run("--update-baselines")
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert "baselines updated" in first.stdout, first.stdout[-2000:]
+    second = run()
+    doc = load_results(tmp_path / "reports" / "results.json")
+    verdicts = {c["variant"]: c["gate"]["verdict"] for c in doc["cases"]}
+    assert second.returncode == 0 and verdicts == {"pytorch": "pass", "onnx": "pass"}, \
+        (verdicts, [c["gate"]["reasons"] for c in doc["cases"]])

@@ -26,11 +26,18 @@ class Recognition:
     text: str
 
 
+def session_settings(threads: int) -> dict:
+    """What a case records about its ORT sessions (with the providers and the versions)."""
+    return {"intra_op_num_threads": threads, "inter_op_num_threads": 1,
+            "execution_mode": "ORT_SEQUENTIAL", "graph_optimization_level": "ORT_ENABLE_ALL"}
+
+
 def session_options(threads: int) -> ort.SessionOptions:
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
     return so
 
