@@ -1,0 +1,50 @@
+"""The GitHub Actions definitions parse and wire the jobs the way the harness expects."""
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+WORKFLOWS = Path(__file__).resolve().parent.parent / ".github" / "workflows"
+
+
+def load(name):
+    doc = yaml.safe_load((WORKFLOWS / name).read_text())
+    assert isinstance(doc.get("jobs"), dict) and doc["jobs"], name
+    for job_name, job in doc["jobs"].items():
+        assert "runs-on" in job and job.get("steps"), f"{name}: job {job_name}"
+        for step in job["steps"]:
+            assert ("run" in step) != ("uses" in step), f"{name}: {job_name}: {step}"
+    return doc
+
+
+def runs(job):
+    return "\n".join(s.get("run", "") for s in job["steps"])
+
+
+def test_pull_request_workflow_runs_tests_and_smoke_suite():
+    doc = load("pull-request.yml")
+    assert "pull_request" in doc[True]  # YAML 1.1 reads the key `on` as True
+    text = runs(doc["jobs"]["tests"])
+    assert "./run tests" in text and "./run bench --tier smoke" in text
+
+
+def test_nightly_workflow_cpu_gpu_and_merged_report():
+    doc = load("nightly.yml")
+    assert "schedule" in doc[True]
+    jobs = doc["jobs"]
+    assert "./run bench" in runs(jobs["cpu"])
+    assert "self-hosted" in jobs["gpu"]["runs-on"] and "--device cuda" in runs(jobs["gpu"])
+    assert set(jobs["report"]["needs"]) == {"cpu", "gpu"} and jobs["report"]["if"] == "always()"
+    assert "python -m bench report" in runs(jobs["report"])
+    for job in ("cpu", "gpu"):
+        assert any("upload-artifact" in s.get("uses", "") for s in jobs[job]["steps"])
+
+
+def test_report_job_needs_no_torch():
+    """The merge job installs only pandas, pyyaml, numpy and psutil: `bench report` must not
+    pull in torch, espnet or onnxruntime."""
+    code = ("import sys, bench.__main__, bench.report.html, bench.results; "
+            "bad = [m for m in ('torch', 'espnet', 'espnet2', 'onnxruntime') if m in sys.modules]; "
+            "sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
