@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from bench.zoo.cards import CARDS_DIR, load_card
+from bench.zoo.cards import CARDS_DIR, Card, load_card
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ def session(tmp_path_factory):
     del os.environ["BENCH_CACHE"]
 
 
-def card_variant(tmp_path: Path, name: str, **changes) -> "Card":
+def card_variant(tmp_path: Path, name: str, **changes) -> Card:
     raw = yaml.safe_load((CARDS_DIR / "asr-conformer-smoke.yaml").read_text())
     raw["name"] = name
     raw["data"] = {"source": "builtin", "n_utterances": 3}

@@ -13,7 +13,6 @@ high-water mark). Any other stdout is ignored.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading

@@ -314,7 +314,6 @@ def beam_search(
 
 
 def _search(enc, ctc_logp, step, sos, eos, cfg, maxlen, minlen):
-    T = enc.shape[0]
     V = ctc_logp.shape[1]
     beam = cfg.beam_size
     # Speech2Text drops scorers whose weight is 0
