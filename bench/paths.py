@@ -28,3 +28,8 @@ def shared_dir() -> Path | None:
     """The read-only ../shared folder beside the project (recipe configs, real clips)."""
     p = Path(os.environ.get("BENCH_SHARED", REPO_ROOT.parent / "shared"))
     return p if p.is_dir() else None
+
+
+def corpora_dir() -> Path:
+    """Generated spoken corpora (BENCH_CORPORA); rebuilt from the grammar when missing."""
+    return Path(os.environ.get("BENCH_CORPORA", REPO_ROOT / ".cache" / "corpora"))
