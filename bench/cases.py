@@ -43,13 +43,14 @@ class BenchSession:
 
     threads: int = 2
     fast: bool = False  # fewer rounds: for tests of the harness, not for figures
+    data_dir: str | None = None  # a Kaldi-style dir (--data) that replaces every card's data
     utterances: list[dict] = field(default_factory=list)
     _data: dict = field(default_factory=dict)
     _refs: dict = field(default_factory=dict)
 
     def eval_set(self, card: Card) -> list[EvalUtterance]:
         if card.name not in self._data:
-            self._data[card.name] = load_eval_set(card)
+            self._data[card.name] = load_eval_set(card, self.data_dir)
         return self._data[card.name]
 
     def artifact(self, card: Card) -> Path:

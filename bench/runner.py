@@ -54,8 +54,8 @@ class SuiteRun:
         opt = config.getoption
         threads = opt("--bench-threads") or len(os.sched_getaffinity(0))
         out = Path(opt("--bench-out")) if opt("--bench-out") else reports_dir()
-        run = cls(BenchSession(threads=threads, fast=opt("--bench-fast")), out,
-                  baselines_dir(), opt("--update-baselines"))
+        run = cls(BenchSession(threads=threads, fast=opt("--bench-fast"), data_dir=opt("--bench-data")),
+                  out, baselines_dir(), opt("--update-baselines"))
         fp = machine_fingerprint()
         fp["class"] = machine_class(fp)
         run.doc = new_run(fp, library_versions(LIBRARIES), git_commit())
@@ -64,6 +64,7 @@ class SuiteRun:
 
         run.doc["run"]["ort_providers"] = onnxruntime.get_available_providers()
         run.doc["run"]["fast"] = run.session.fast
+        run.doc["run"]["data_dir"] = run.session.data_dir  # None: each card's own data
         path = baseline_path(run.baselines, fp["class"])
         # A broken baseline file must stop the run before hours of measuring, with its name.
         run.baseline_doc = load_baselines(path) if path.exists() else None

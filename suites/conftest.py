@@ -20,8 +20,15 @@ def pytest_generate_tests(metafunc):
     task = metafunc.module.TASK
     opt = metafunc.config.getoption
     cards = list_cards(opt("--bench-tier"), task=task)
-    if _split(opt("--bench-card")):
-        cards = [c for c in cards if c.name in _split(opt("--bench-card"))]
+    names = _split(opt("--bench-card"))
+    if names:
+        cards = [c for c in cards if c.name in names]
+    if opt("--bench-model"):
+        # a user's model runs instead of the built-in cards; --bench-card adds some back
+        from bench.zoo.user_model import TASK, user_card
+
+        user = [user_card(opt("--bench-model"))] if task == TASK else []
+        cards = user + (cards if names else [])
     variants = _split(opt("--bench-variant")) or list(VARIANTS)
     devices = _split(opt("--bench-device")) or ["cpu"]
     params = [pytest.param((c, v, d), id=f"{c.name}-{v}-{d}")

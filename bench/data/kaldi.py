@@ -32,6 +32,7 @@ class Utterance:
     text: str | None
     wave: np.ndarray | None = None  # set for synthetic data held in memory
     sample_rate: int | None = None  # rate of ``wave`` (required when wave is set)
+    line: int | None = None  # its line in wav.scp, for error messages
 
     def load(self, target_sr: int, *, min_seconds: float = 0.1) -> np.ndarray:
         """The float32 mono wave at ``target_sr``: the in-memory wave, else the file (may raise AudioError)."""
@@ -137,8 +138,9 @@ def read_data_dir(path: str | os.PathLike) -> list[Utterance]:
         texts = {uid: rest for _, uid, rest in text_rows}
 
     return [
-        Utterance(id=uid, audio_path=_resolve(directory, rest), text=None if texts is None else texts[uid])
-        for _, uid, rest in rows
+        Utterance(id=uid, audio_path=_resolve(directory, rest), text=None if texts is None else texts[uid],
+                  line=lineno)
+        for lineno, uid, rest in rows
     ]
 
 

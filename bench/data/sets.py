@@ -1,14 +1,19 @@
-"""The evaluation set of a card: the built-in synthetic speech, or a Kaldi-style data dir."""
+"""The evaluation set of a card: the built-in synthetic speech, or a Kaldi-style data dir.
+
+Audio is resampled to the model's own rate (its frontend_conf.fs, 16 kHz by default).
+"""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from bench.zoo.cards import Card, CardError
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # ESPnet's default frontend rate, and that of every built-in card
 
 
 @dataclass
@@ -17,36 +22,67 @@ class EvalUtterance:
     wave: np.ndarray
     text: str | None
     source: str  # the file it came from, or "builtin"
+    sample_rate: int = SAMPLE_RATE
 
     @property
     def seconds(self) -> float:
-        return self.wave.shape[0] / SAMPLE_RATE
+        return self.wave.shape[0] / self.sample_rate
 
 
-def load_eval_set(card: Card) -> list[EvalUtterance]:
-    """All utterances of the card's data, audio read and resampled to 16 kHz.
+def parse_rate(value) -> int:
+    """A rate as ESPnet configs write it: 16000, '16000' or '16k' (humanfriendly's decimal k)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kK])?\s*", str(value))
+    if not m:
+        raise ValueError(f"not a sample rate: {value!r}")
+    return int(round(float(m.group(1)) * (1000 if m.group(2) else 1)))
 
-    BENCH_DATA (a Kaldi-style dir) overrides the card's own data. A broken audio file
-    raises AudioError naming it: the cases of this card become errors, other cards run.
+
+def model_sample_rate(card: Card) -> int:
+    """The rate the card's model was trained at: model.fs (user models), else frontend_conf.fs."""
+    fs = card.model.get("fs") or ((card.model.get("espnet") or {}).get("frontend_conf") or {}).get("fs")
+    return parse_rate(fs) if fs else SAMPLE_RATE
+
+
+def load_eval_set(card: Card, data_dir: str | os.PathLike | None = None) -> list[EvalUtterance]:
+    """All utterances of the card's data, audio read and resampled to the model's rate.
+
+    `data_dir` (the --data option), else BENCH_DATA (a Kaldi-style dir), overrides the card's
+    own data. A broken audio file raises AudioError naming it: the cases of this card become
+    errors, other cards run.
     """
-    data_dir = os.environ.get("BENCH_DATA") or card.data.get("dir")
+    rate = model_sample_rate(card)
+    data_dir = data_dir or os.environ.get("BENCH_DATA") or card.data.get("dir")
+    source = card.data.get("source", "builtin")
+    if not data_dir and source == "corpus":  # a split of a generated corpus (made if missing)
+        from bench.zoo.corpus import ensure_corpus
+
+        corpus = ensure_corpus(card.data["corpus"], int(card.data.get("seed", 0)))
+        data_dir = corpus / card.data.get("split", "test")
     if data_dir:
         from bench.data.kaldi import read_data_dir
 
-        utts = read_data_dir(data_dir)
-        for u in utts:
-            check_sample_rate(u.audio_path, allow_upsampling=bool(card.data.get("allow_upsampling")))
-        return [EvalUtterance(u.id, u.load(SAMPLE_RATE), u.text, str(u.audio_path)) for u in utts]
-    source = card.data.get("source", "builtin")
+        from bench.data.audio import AudioError
+
+        scp = Path(data_dir) / "wav.scp"
+        out = []
+        for u in read_data_dir(data_dir):
+            try:
+                check_sample_rate(u.audio_path, allow_upsampling=bool(card.data.get("allow_upsampling")),
+                                  model_rate=rate)
+                out.append(EvalUtterance(u.id, u.load(rate), u.text, str(u.audio_path), rate))
+            except AudioError as e:  # the message names the audio file; add where it is listed
+                raise AudioError(f"{e} (listed in {scp}:{u.line} as {u.id!r})") from e
+        return out
     if source != "builtin":
-        raise CardError(f"{card.path}: data.source is {source!r}, expected 'builtin' or data.dir")
+        raise CardError(f"{card.path}: data.source is {source!r}, expected 'builtin', 'corpus' or data.dir")
     from bench.data.espeak import builtin_eval_set
 
+    # generated at 16 kHz whatever the model, so every model hears the same speech
     utts = builtin_eval_set(n=int(card.data.get("n_utterances", 8)), sample_rate=SAMPLE_RATE)
-    return [EvalUtterance(u.id, u.load(SAMPLE_RATE), u.text, "builtin") for u in utts]
+    return [EvalUtterance(u.id, u.load(rate), u.text, "builtin", rate) for u in utts]
 
 
-def check_sample_rate(path: str, allow_upsampling: bool = False) -> None:
+def check_sample_rate(path: str, allow_upsampling: bool = False, model_rate: int = SAMPLE_RATE) -> None:
     """Higher rates are resampled down; a lower rate is refused unless the card allows it.
 
     Upsampling telephone-band (8 kHz) audio for a 16 kHz model cannot restore the missing
@@ -60,8 +96,8 @@ def check_sample_rate(path: str, allow_upsampling: bool = False) -> None:
         rate = soundfile.info(path).samplerate
     except Exception:
         return  # unreadable: read_audio gives the precise error for this file
-    if rate < SAMPLE_RATE and not allow_upsampling:
-        raise AudioError(f"{path}: sample rate {rate} Hz is below the model's {SAMPLE_RATE} Hz "
+    if rate < model_rate and not allow_upsampling:
+        raise AudioError(f"{path}: sample rate {rate} Hz is below the model's {model_rate} Hz "
                          f"(upsampling cannot restore the missing band; resample the data or "
                          f"set data.allow_upsampling: true in the card)")
 
