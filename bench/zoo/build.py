@@ -6,16 +6,19 @@ absolute for ESPnet, so an artifact can move (cache, device machine) and still l
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from bench.zoo.cards import Card, CardError
+from bench.zoo.cards import Card, CardError, card_file
 from bench.zoo.tokens import read_tokens, shared_file, write_tokens
 
-PATH_FIELDS = ("token_list", "bpemodel")
+PATH_FIELDS = ("token_list", "bpemodel", "src_token_list", "src_bpemodel")
+# normalisers whose statistics file lives in the experiment directory (TTS has three)
+STATS_FIELDS = ("normalize_conf", "pitch_normalize_conf", "energy_normalize_conf")
 
 
 def _asr_task():
@@ -42,9 +45,12 @@ def write_stats(card: Card, exp_dir: Path) -> None:
         src = np.load(shared_file(card, spec.split(":", 1)[1]))
         np.savez(out, count=src["count"], sum=src["sum"], sum_square=src["sum_square"])
         return
+    if isinstance(spec, str) and spec.startswith("file:"):  # a trained card's training-set stats
+        shutil.copyfile(card_file(card, spec.split(":", 1)[1]), out)
+        return
     if spec != "computed":
         raise CardError(f"{card.path}: model.normalize_stats is {spec!r}, "
-                        "expected 'computed' or 'shared:PATH'")
+                        "expected 'computed', 'shared:PATH' or 'file:PATH'")
     import torch
     from espnet2.asr.frontend.default import DefaultFrontend
 
@@ -78,8 +84,15 @@ def build_exp_dir(card: Card, exp_dir: Path) -> Path:
     """Build the card's model with ESPnet and save it as an experiment directory."""
     import torch
 
+    if str(card.model.get("weights", "")).startswith("user:"):  # a user's model: copied, not built
+        from bench.zoo.user_model import build_user_exp
+
+        return build_user_exp(card, exp_dir)
     if card.task != "asr":
-        raise CardError(f"{card.path}: task {card.task!r} has no builder yet")
+        # SLU, ST, TTS: their ESPnet task classes, in bench/zoo/build_tasks.py
+        from bench.zoo.build_tasks import build_task_exp_dir
+
+        return build_task_exp_dir(card, exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
     token_fields = write_tokens(card, exp_dir)
     write_stats(card, exp_dir)
@@ -98,7 +111,7 @@ def build_exp_dir(card: Card, exp_dir: Path) -> Path:
         torch.manual_seed(int(arg) if kind == "random" else 0)
         model = _asr_task().build_model(_namespace(cfg))
     if kind == "file":
-        state = load_checkpoint(Path(arg))
+        state = load_checkpoint(card_file(card, arg))
         model.load_state_dict(state)
     torch.save(model.state_dict(), exp_dir / "model.pth")
     return exp_dir
@@ -138,12 +151,14 @@ class resolved_config:
         for key in PATH_FIELDS:
             if cfg.get(key):
                 cfg[key] = str(self.exp_dir / cfg[key])
-        if cfg["token_list"]:
-            # ESPnet accepts the list itself; reading it here gives a clear error early.
-            cfg["token_list"] = read_tokens(Path(cfg["token_list"]))
-        stats = (cfg.get("normalize_conf") or {}).get("stats_file")
-        if stats:
-            cfg["normalize_conf"]["stats_file"] = str(self.exp_dir / stats)
+        for key in ("token_list", "src_token_list"):
+            if cfg.get(key):
+                # ESPnet accepts the list itself; reading it here gives a clear error early.
+                cfg[key] = read_tokens(Path(cfg[key]))
+        for key in STATS_FIELDS:
+            stats = (cfg.get(key) or {}).get("stats_file")
+            if stats:
+                cfg[key]["stats_file"] = str(self.exp_dir / stats)
         self._tmp = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
         yaml.safe_dump(cfg, self._tmp)
         self._tmp.close()

@@ -31,6 +31,8 @@ class Card:
     decode: dict[str, Any]
     data: dict[str, Any] = field(default_factory=dict)
     timing: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)  # how `bench zoo train` made the weights
+    main_job: bool = False  # run by the main job (`--tier main`, the default), not only nightly
     source: str = ""
     description: str = ""
     path: str = ""
@@ -39,7 +41,31 @@ class Card:
         """Hash of everything that changes the built model or its export."""
         blob = json.dumps({"task": self.task, "model": self.model, "decode": self.decode},
                           sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        h = hashlib.sha256(blob.encode())
+        for p in self.referenced_files():  # a retrained checkpoint keeps its path, not its bytes
+            h.update(p.read_bytes())
+        return h.hexdigest()[:16]
+
+    def referenced_files(self) -> list[Path]:
+        """Files of the card's own folder that shape the model: weights, stats, token files."""
+        rels = [str(v).split(":", 1)[1] for v in (self.model.get("weights"), self.model.get("normalize_stats"))
+                if isinstance(v, str) and v.startswith("file:")]
+        for key in ("tokens", "src_tokens"):
+            tokens = self.model.get(key) or {}
+            if tokens.get("kind") == "files":
+                rels += [tokens[k] for k in ("token_list", "bpemodel") if tokens.get(k)]
+        base = Path(self.path).parent
+        return [p if p.is_absolute() else base / p for p in map(Path, rels) if (base / p).exists()]
+
+
+def card_file(card: Card, rel: str) -> Path:
+    """A file a card names (checkpoint, token list), relative to the card's own folder."""
+    p = Path(rel)
+    if not p.is_absolute():
+        p = Path(card.path).parent / p
+    if not p.exists():
+        raise CardError(f"{card.path}: names {rel}, which is not there ({p})")
+    return p
 
 
 def load_card(name_or_path: str | Path) -> Card:
@@ -71,8 +97,10 @@ def load_card(name_or_path: str | Path) -> Card:
 
 
 def list_cards(tiers: str | tuple[str, ...] = TIERS, task: str | None = None) -> list[Card]:
-    """Built-in cards whose tier is in `tiers` ('all' means every tier)."""
+    """Built-in cards whose tier is in `tiers` ('all': every tier; 'main': the main job's cards)."""
+    cards = [load_card(p) for p in sorted(CARDS_DIR.glob("*.yaml"))]
+    if tiers == "main":  # the main job: the cards marked for it, of every tier (<20 min on 2 cores)
+        return [c for c in cards if c.main_job and (task is None or c.task == task)]
     if isinstance(tiers, str):
         tiers = TIERS if tiers == "all" else tuple(t.strip() for t in tiers.split(","))
-    cards = [load_card(p) for p in sorted(CARDS_DIR.glob("*.yaml"))]
     return [c for c in cards if c.tier in tiers and (task is None or c.task == task)]
