@@ -8,8 +8,9 @@ os.environ.setdefault("NLTK_DATA", os.path.join(os.path.dirname(__file__), ".cac
 
 def pytest_addoption(parser):
     g = parser.getgroup("bench", "benchmark harness")
-    g.addoption("--bench-tier", default="smoke,paper",
-                help="card tiers to run: smoke, accuracy, paper, comma-separated, or all")
+    g.addoption("--bench-tier", default="main",
+                help="card tiers to run: main (the main job's cards), smoke, accuracy, paper "
+                     "(comma-separated), or all")
     g.addoption("--bench-card", default=None, help="only these cards (comma-separated names)")
     g.addoption("--bench-variant", default=None, help="only these variants (comma-separated)")
     g.addoption("--bench-device", default="cpu", help="devices: cpu, cuda or cpu,cuda")
@@ -18,5 +19,10 @@ def pytest_addoption(parser):
     g.addoption("--bench-fast", action="store_true",
                 help="minimum rounds only: checks the harness, gives no trustworthy figures")
     g.addoption("--bench-out", default=None, help="reports folder (default: reports/)")
+    g.addoption("--bench-model", default=None,
+                help="your own ESPnet ASR model: an exp dir (config.yaml + .pth), a .pth in one, "
+                     "or a packed model zip; it is run instead of the built-in cards")
+    g.addoption("--bench-data", default=None,
+                help="a Kaldi-style data dir (wav.scp, text) that replaces every card's data")
     g.addoption("--update-baselines", action="store_true",
                 help="after a fully successful run, rewrite this machine class's baseline file")

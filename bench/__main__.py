@@ -19,8 +19,11 @@ EXIT_REGRESSION, EXIT_CASE_ERROR, EXIT_INVALID = 1, 3, 4
 def cmd_run(a) -> int:
     args = [sys.executable, "-m", "pytest", str(REPO_ROOT / "suites"), "-p", "no:cacheprovider",
             "-q", "-rfEs", "--bench-tier", a.tier, "--bench-device", a.device]
+    # pytest runs in the repository: paths the user gave are made absolute here, where they meant them
+    a.out, a.model, a.data = (str(Path(p).resolve()) if p else None for p in (a.out, a.model, a.data))
     for opt, val in (("--bench-card", a.card), ("--bench-variant", a.variant),
-                     ("--bench-threads", a.threads), ("--bench-out", a.out)):
+                     ("--bench-threads", a.threads), ("--bench-out", a.out),
+                     ("--bench-model", a.model), ("--bench-data", a.data)):
         if val:
             args += [opt, str(val)]
     if a.fast:
@@ -110,15 +113,48 @@ def cmd_cards(a) -> int:
     return 0
 
 
+def cmd_zoo_corpus(a) -> int:
+    from bench.zoo.corpus import generate
+
+    out = Path(a.out) if a.out else None
+    if out is None:
+        from bench.paths import corpora_dir
+
+        out = corpora_dir() / f"{a.kind}-seed{a.seed}"
+    m = generate(a.kind, out, seed=a.seed)
+    for split, info in m["splits"].items():
+        print(f"{split:5s} {info['utterances']:5d} utterances  {info['hours']:.2f} h  "
+              f"{info['vocabulary']} words")
+    print(f"{out}  sha256 {m['sha256']}  ({m['generate_s']} s)")
+    return 0
+
+
+def cmd_zoo_train(a) -> int:
+    from bench.zoo.cards import load_card
+    from bench.zoo.train import evaluate_card, train_card
+
+    card = load_card(a.card)
+    if not a.eval_only:
+        print(json.dumps(train_card(card), indent=2))
+    print(json.dumps(evaluate_card(card), indent=2))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, epilog=EXIT_HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="run the benchmark suites (pytest) and write reports/")
-    r.add_argument("--tier", default="smoke,paper", help="smoke, accuracy, paper (comma-separated) or all")
+    r.add_argument("--tier", default="main", help="main (the main job's cards: trained + paper conformer), "
+                   "smoke, accuracy, paper (comma-separated), or all")
     r.add_argument("--device", default="cpu", help="cpu, cuda or cpu,cuda")
     r.add_argument("--card", help="only these cards (comma-separated)")
+    r.add_argument("--model", help="your own ESPnet ASR model, run instead of the built-in cards "
+                                   "(--card adds some back): an exp dir with config.yaml and a .pth, "
+                                   "a .pth file in one, or a packed model zip")
+    r.add_argument("--data", help="a Kaldi-style data dir (wav.scp with WAV/FLAC/SPHERE paths, text) "
+                                  "that replaces every card's evaluation data")
     r.add_argument("--variant", help="only these variants (comma-separated)")
     r.add_argument("--threads", type=int, help="intra-op threads (default: usable cores)")
     r.add_argument("--out", help=f"reports folder (default {reports_dir()})")
@@ -155,6 +191,18 @@ def main(argv=None) -> int:
     st.add_argument("--comparisons", type=int, default=200)
     st.add_argument("--slowdown", type=float, default=0.20)
     st.set_defaults(func=cmd_selftest)
+
+    z = sub.add_parser("zoo", help="generate the synthetic corpora, train the tiny cards")
+    zsub = z.add_subparsers(dest="zoo_cmd", required=True)
+    zc = zsub.add_parser("corpus", help="generate a spoken corpus with eSpeak NG (deterministic)")
+    zc.add_argument("kind", choices=["asr", "slu", "st", "tts"])
+    zc.add_argument("--seed", type=int, default=0)
+    zc.add_argument("--out", help="folder (default: the corpora cache, where cards look)")
+    zc.set_defaults(func=cmd_zoo_corpus)
+    zt = zsub.add_parser("train", help="train a tier-accuracy card with ESPnet, then score it on its test split")
+    zt.add_argument("card", help="a card name or file with a 'train' section")
+    zt.add_argument("--eval-only", action="store_true", help="only score the committed checkpoint")
+    zt.set_defaults(func=cmd_zoo_train)
 
     c = sub.add_parser("cards", help="list the built-in model cards")
     c.set_defaults(func=cmd_cards)

@@ -1,0 +1,37 @@
+"""The committed tiny trained models: small, and as good on their test split as their record says."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.zoo.cards import list_cards
+from bench.zoo.train import CHECKPOINTS, evaluate_card
+
+TRAINED = [c for c in list_cards("accuracy") if c.train]
+# The issue's targets: what makes a quantized variant's quality loss a measurable number.
+TARGETS = {"asr": ("wer", "<=", 10.0), "slu": ("intent_accuracy", ">=", 90.0), "st": ("bleu", ">=", 40.0)}
+
+
+def _record(card):
+    path = CHECKPOINTS / card.name / "training.json"
+    assert path.exists(), f"{card.name}: no training record; run python -m bench zoo train {card.name}"
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("card", TRAINED, ids=lambda c: c.name)
+def test_checkpoint_is_small_and_recorded(card):
+    assert (CHECKPOINTS / card.name / "model.pth").stat().st_size <= 8 * 2**20
+    record = _record(card)
+    assert record["train_minutes"] <= 45, record["train_minutes"]
+    assert "test" in record and record["test"]["utterances"] >= 200
+
+
+@pytest.mark.parametrize("card", TRAINED, ids=lambda c: c.name)
+def test_pytorch_figure_reproduces_and_meets_target(card):
+    """Decode the whole test split again with ESPnet: the recorded figure is what the model does."""
+    recorded = _record(card)["test"]
+    figure = evaluate_card(card, record=False)
+    metric, direction, target = TARGETS[card.task]
+    assert figure[metric] == pytest.approx(recorded[metric], abs=0.01), (figure, recorded)
+    assert figure[metric] <= target if direction == "<=" else figure[metric] >= target, figure
