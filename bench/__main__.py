@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     r.add_argument("--tier", default="main", help="main (the main job's cards: trained + paper conformer), "
                    "smoke, accuracy, paper (comma-separated), or all")
     r.add_argument("--device", default="cpu", help="cpu, cuda or cpu,cuda")
-    r.add_argument("--card", help="only these cards (comma-separated)")
+    r.add_argument("--card", help="only these cards (comma-separated), whatever their tier")
     r.add_argument("--model", help="your own ESPnet ASR model, run instead of the built-in cards "
                                    "(--card adds some back): an exp dir with config.yaml and a .pth, "
                                    "a .pth file in one, or a packed model zip")

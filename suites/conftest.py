@@ -19,10 +19,16 @@ def pytest_generate_tests(metafunc):
         return
     task = metafunc.module.TASK
     opt = metafunc.config.getoption
-    cards = list_cards(opt("--bench-tier"), task=task)
     names = _split(opt("--bench-card"))
-    if names:
-        cards = [c for c in cards if c.name in names]
+    if names:  # cards named on the command line run whatever their tier
+        known = {c.name for c in list_cards("all")}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise pytest.UsageError(f"--bench-card: no built-in card named {', '.join(unknown)} "
+                                    f"(known: {', '.join(sorted(known))})")
+        cards = [c for c in list_cards("all", task=task) if c.name in names]
+    else:
+        cards = list_cards(opt("--bench-tier"), task=task)
     if opt("--bench-model"):
         # a user's model runs instead of the built-in cards; --bench-card adds some back
         from bench.zoo.user_model import TASK, user_card
