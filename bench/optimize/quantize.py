@@ -17,6 +17,10 @@ DEFAULT_SETTINGS = {
     "weight_type": "QInt8",
     "reduce_range": False,
     "matmul_const_b_only": True,
+    # The frontend's mel-filterbank MatMul stays float: its input is a power spectrum whose
+    # dynamic range a uint8 activation cannot hold. Quantized, it turned the trained tiny ASR
+    # card's CTC output to noise (21% of frames agreed with float, 99.4% with it excluded).
+    "exclude_prefixes": ["/logmel/"],
 }
 
 
@@ -28,8 +32,12 @@ def quantize(src: Path, dst: Path, settings: dict | None = None) -> dict:
     s = {**DEFAULT_SETTINGS, **(settings or {})}
     if s["method"] != "dynamic":
         raise ValueError(f"quantization method {s['method']!r} is not supported yet (only 'dynamic')")
+    import onnx
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    excluded = [n.name for n in graph.node if n.name.startswith(tuple(s["exclude_prefixes"]))]
     quantize_dynamic(
-        str(src), str(dst),
+        str(src), str(dst), nodes_to_exclude=excluded,
         op_types_to_quantize=s["op_types"], per_channel=s["per_channel"],
         reduce_range=s["reduce_range"], weight_type=getattr(QuantType, s["weight_type"]),
         extra_options={"MatMulConstBOnly": s["matmul_const_b_only"]},
