@@ -140,6 +140,30 @@ def cmd_zoo_train(a) -> int:
     return 0
 
 
+def cmd_zoo_table(a) -> int:
+    """The trained cards' records (training.json) as a Markdown table, for README."""
+    from bench.zoo.cards import list_cards
+    from bench.zoo.train import CHECKPOINTS
+
+    print("| card | corpus (train / test utterances) | training minutes | epochs averaged | "
+          "checkpoint MB | PyTorch figure on the test split |")
+    print("|---|---|---|---|---|---|")
+    for c in list_cards("accuracy"):
+        f = CHECKPOINTS / c.name / "training.json"
+        if not c.train or not f.exists():
+            continue
+        r = json.loads(f.read_text())
+        t = r.get("test", {})
+        fig = ", ".join(f"{k} {t[k]}" for k in ("wer", "cer", "intent_accuracy", "bleu") if k in t)
+        if "bleu_signature" in t:
+            fig += " (sacrebleu " + t["bleu_signature"].replace("|", "\\|") + ")"  # | would split the cell
+        sp = r["corpus"]["splits"]
+        print(f"| {c.name} | {r['corpus']['kind']} ({sp['train']['utterances']} / "
+              f"{sp['test']['utterances']}) | {r['train_minutes']} | {len(r['averaged'])} | "
+              f"{r['model_mb']} | {fig} |")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, epilog=EXIT_HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -203,6 +227,7 @@ def main(argv=None) -> int:
     zt.add_argument("card", help="a card name or file with a 'train' section")
     zt.add_argument("--eval-only", action="store_true", help="only score the committed checkpoint")
     zt.set_defaults(func=cmd_zoo_train)
+    zsub.add_parser("table", help="the trained cards' records as a Markdown table").set_defaults(func=cmd_zoo_table)
 
     c = sub.add_parser("cards", help="list the built-in model cards")
     c.set_defaults(func=cmd_cards)
