@@ -64,7 +64,7 @@ def card_file(card: Card, rel: str) -> Path:
     if not p.is_absolute():
         p = Path(card.path).parent / p
     if not p.exists():
-        raise CardError(f"{card.path}: names {rel}, which is not there ({p})")
+        raise CardError(f"{card.path}: {rel} not found ({p})")
     return p
 
 
