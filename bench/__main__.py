@@ -114,13 +114,9 @@ def cmd_cards(a) -> int:
 
 
 def cmd_zoo_corpus(a) -> int:
-    from bench.zoo.corpus import generate
+    from bench.zoo.corpus import corpus_dir, generate
 
-    out = Path(a.out) if a.out else None
-    if out is None:
-        from bench.paths import corpora_dir
-
-        out = corpora_dir() / f"{a.kind}-seed{a.seed}"
+    out = Path(a.out) if a.out else corpus_dir(a.kind, a.seed)
     m = generate(a.kind, out, seed=a.seed)
     for split, info in m["splits"].items():
         print(f"{split:5s} {info['utterances']:5d} utterances  {info['hours']:.2f} h  "

@@ -39,7 +39,7 @@ def artifact_key(card: Card) -> str:
 
 
 @contextmanager
-def _locked(path: Path):
+def file_lock(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -55,7 +55,7 @@ def ensure_artifact(card: Card) -> Path:
     final = root / f"{card.name}-{artifact_key(card)}"
     if (final / COMPLETE).exists():
         return final
-    with _locked(root / f".{final.name}.lock"):
+    with file_lock(root / f".{final.name}.lock"):
         if (final / COMPLETE).exists():  # another process built it while we waited
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))

@@ -25,17 +25,6 @@ def waves():
 
 
 @pytest.fixture(scope="module")
-def torch_one_thread():
-    # tiny models on a shared 2-core machine: more threads only add contention
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, waves):
     import os
 

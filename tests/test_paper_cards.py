@@ -54,16 +54,7 @@ def within(n: int, expected: int, tol: float = 0.005) -> bool:
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    # a shared 2-core machine: more threads only add contention
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, one_thread):
+def built(tmp_path_factory, torch_one_thread):
     """Every card's experiment directory, with its build seconds."""
     import espnet2.tasks.asr  # noqa: F401  (ESPnet's ~10 s import, kept out of the build times)
 
@@ -139,7 +130,7 @@ def _report(name, n, build_s, load_s, run_s, extra=""):
 
 @pytest.mark.parametrize("name", ["asr-ebranchformer-paper", "asr-transformer-paper",
                                   "slu-conformer-paper"])
-def test_asr_and_slu_cards_load_in_speech2text(name, built, wave, one_thread):
+def test_asr_and_slu_cards_load_in_speech2text(name, built, wave, torch_one_thread):
     from espnet2.bin.asr_inference import Speech2Text
 
     from bench.zoo.build import resolved_config
@@ -167,7 +158,7 @@ def test_asr_and_slu_cards_load_in_speech2text(name, built, wave, one_thread):
         assert s2t.asr_model.token_list[2] == "intent_000"
 
 
-def test_st_card_loads_in_st_speech2text(built, wave, one_thread):
+def test_st_card_loads_in_st_speech2text(built, wave, torch_one_thread):
     from espnet2.bin.st_inference import Speech2Text
 
     from bench.zoo.build import resolved_config
@@ -212,7 +203,7 @@ def _text2speech(exp, decode):
 PHONEMES = "HH AH0 L OW1 W ER1 L D ."  # "hello world." in the card's g2p_en_no_space phonemes
 
 
-def test_fastspeech2_card_text_to_wave(built, one_thread):
+def test_fastspeech2_card_text_to_wave(built, torch_one_thread):
     from bench.zoo.build_tts import load_vocoder
 
     name = "tts-fastspeech2-paper"
@@ -241,7 +232,7 @@ def test_fastspeech2_card_text_to_wave(built, one_thread):
     assert t2s(PHONEMES)["feat_gen"].shape[0] == frames
 
 
-def test_vits_card_text_to_wave(built, one_thread):
+def test_vits_card_text_to_wave(built, torch_one_thread):
     name = "tts-vits-paper"
     exp, build_s = built[name]
     d = load_card(name).decode

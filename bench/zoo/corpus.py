@@ -139,14 +139,19 @@ def tree_hash(root: Path) -> str:
     return h.hexdigest()
 
 
+def corpus_dir(kind: str, seed: int) -> Path:
+    """Where the corpus of this kind and seed lives in the corpora cache (cards look there)."""
+    return corpora_dir() / f"{kind}-seed{seed}"
+
+
 def ensure_corpus(kind: str, seed: int) -> Path:
     """The corpus folder, generated if missing (deterministic: same seed, same bytes)."""
-    from bench.artifacts import _locked
+    from bench.artifacts import file_lock
 
-    out = corpora_dir() / f"{kind}-seed{seed}"
+    out = corpus_dir(kind, seed)
     if (out / "corpus.json").exists():
         return out
-    with _locked(out.with_name(f".{out.name}.lock")):  # two jobs sharing a cache generate once
+    with file_lock(out.with_name(f".{out.name}.lock")):  # two jobs sharing a cache generate once
         if not (out / "corpus.json").exists():
             tmp = out.with_name(out.name + f".tmp{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
