@@ -10,6 +10,8 @@ Kinds (what `text` holds):
   st   the Spanish translation (the ST target); `src_text` holds the English transcript.
   tts  the English sentence, one voice at one rate and pitch (a TTS training set).
 Splits share no sentence: sentences are drawn unique, then dealt out to test, dev, train.
+SLU deals each intent's sentences out in proportion to the split sizes: a plain deal put
+every sentence of the intents with few distinct commands into test, so train never heard them.
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ class CorpusSpec:
 
 SPECS = {
     "asr": CorpusSpec("asr", {"train": 2400, "dev": 200, "test": 200}, grammar.MIX),
-    "slu": CorpusSpec("slu", {"train": 2000, "dev": 200, "test": 200}, {"commands": 1.0}),
+    "slu": CorpusSpec("slu", {"train": 2000, "dev": 200, "test": 200}, {"commands": 1.0},
+                      extra={"deal_by": "intent"}),
     "st": CorpusSpec("st", {"train": 3000, "dev": 200, "test": 200}, grammar.MIX),
     "tts": CorpusSpec("tts", {"train": 1000, "dev": 50, "test": 50}, grammar.MIX,
                       voices=("en-us",), rates=(165, 165), pitches=(50, 50)),
@@ -77,10 +80,28 @@ def draw_sentences(spec: CorpusSpec, seed: int) -> dict[str, list[grammar.Senten
         s = grammar.sentence(rng, spec.mix)
         seen.setdefault(s.english, s)
     order = list(seen.values())
+    if spec.extra.get("deal_by"):
+        return deal_by_group(order, spec.sizes, lambda s: getattr(s, spec.extra["deal_by"]))
     out, start = {}, 0
     for split in ("test", "dev", "train"):  # test first: its sentences never depend on train's size
         out[split] = order[start:start + spec.sizes[split]]
         start += spec.sizes[split]
+    return out
+
+
+def deal_by_group(order: list, sizes: dict[str, int], group) -> dict[str, list]:
+    """Deal sentences so that each group (an intent) is spread over the splits in proportion to
+    their sizes: each goes to the open split that is furthest behind its share of that group."""
+    total = sum(sizes.values())
+    out: dict[str, list] = {split: [] for split in ("test", "dev", "train")}
+    dealt: dict = {}  # group -> {split: count}
+    for s in order:
+        counts = dealt.setdefault(group(s), dict.fromkeys(out, 0))
+        n = sum(counts.values()) + 1
+        open_splits = [k for k in out if len(out[k]) < sizes[k]]
+        split = max(open_splits, key=lambda k: sizes[k] / total * n - counts[k])
+        out[split].append(s)
+        counts[split] += 1
     return out
 
 
