@@ -19,20 +19,30 @@ from pathlib import Path
 import yaml
 
 from bench.paths import cache_dir
+from bench.tasks import get_task
 from bench.variants import VARIANTS
 from bench.zoo.cards import Card
 
 COMPLETE = "artifact.json"
 
 
+def exporter_version(card: Card) -> tuple[str, int]:
+    """(exporter version, opset) of the exporter that handles the card's task family."""
+    if get_task(card.task).family == "text2speech":
+        from bench.export.tts import EXPORTER_VERSION, OPSET
+    else:
+        from bench.export.asr import EXPORTER_VERSION, OPSET
+    return EXPORTER_VERSION, OPSET
+
+
 def artifact_key(card: Card) -> str:
     from importlib.metadata import version
 
-    from bench.export.asr import EXPORTER_VERSION, OPSET
     from bench.optimize.quantize import DEFAULT_SETTINGS
     from bench.variants import DERIVE_VERSION
 
-    parts = {"card": card.content_hash(), "exporter": EXPORTER_VERSION, "opset": OPSET,
+    exporter, opset = exporter_version(card)
+    parts = {"card": card.content_hash(), "exporter": exporter, "opset": opset,
              "int8": DEFAULT_SETTINGS, "variants": sorted(VARIANTS), "derive": DERIVE_VERSION,
              "libs": {p: version(p) for p in ("torch", "espnet", "onnx", "onnxruntime")}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
@@ -73,17 +83,25 @@ def ensure_artifact(card: Card) -> Path:
 def _build(card: Card, out: Path, key: str) -> None:
     import time
 
-    from bench.export.asr import export_asr
     from bench.zoo.build import build_exp_dir, load_model
+    from bench.zoo.build_tasks import espnet_task_name
 
+    family, espnet_task = get_task(card.task).family, espnet_task_name(card)
     t0 = time.perf_counter()
     build_exp_dir(card, out / "exp")
-    model = load_model(out / "exp")
     t1 = time.perf_counter()
-    meta = export_asr(model, out / "onnx")
+    if family == "text2speech":
+        from bench.export.tts import export_tts
+
+        meta = export_tts(out / "exp", out / "onnx", card.decode)
+        info = dict(meta)
+    else:
+        from bench.export.asr import export_asr
+
+        meta = export_asr(load_model(out / "exp", espnet_task), out / "onnx")
+        cfg = yaml.safe_load((out / "exp" / "config.yaml").read_text())
+        info = {**meta, "num_heads": cfg["encoder_conf"].get("attention_heads", 4)}
     t2 = time.perf_counter()
-    cfg = yaml.safe_load((out / "exp" / "config.yaml").read_text())
-    info = {**meta, "num_heads": cfg["encoder_conf"].get("attention_heads", 4)}
     variants = {}
     for v in VARIANTS.values():
         if v.derive is None:
@@ -97,7 +115,8 @@ def _build(card: Card, out: Path, key: str) -> None:
             variants[v.name] = {"error": f"{type(e).__name__}: {e}"}
             continue
         variants[v.name] = {"settings": settings, "derive_s": round(time.perf_counter() - t, 2)}
-    doc = {"card": card.name, "key": key, "export": meta, "variants": variants,
+    doc = {"card": card.name, "key": key, "family": family, "espnet_task": espnet_task,
+           "export": meta, "variants": variants,
            "build_s": round(t1 - t0, 2), "export_s": round(t2 - t1, 2)}
     (out / COMPLETE).write_text(json.dumps(doc, indent=2))
 

@@ -41,6 +41,13 @@ DEFAULT_TOLERANCES: dict[str, dict[str, Any]] = {
             "why": "as WER: deterministic on CPU, +0.5 points for numeric drift"},
     "bleu": {"mode": "absolute", "value": 1.0, "worse": "lower",
              "why": "BLEU is deterministic on CPU; -1.0 point allows numeric drift in search"},
+    "intent_acc": {"mode": "absolute", "value": 1.0, "worse": "lower",
+                   "why": "deterministic on CPU; -1.0 point lets 2 of 200 test commands flip with "
+                          "numeric drift across library versions"},
+    "tts_distance": {"mode": "absolute", "value": 0.5, "worse": "higher",
+                     "why": "mel-cepstral distortion (dB) to the PyTorch output; deterministic on CPU, "
+                            "+0.5 dB allows numeric drift, far below the distance of audibly different "
+                            "speech (several dB)"},
     "agreement_ter": {"mode": "absolute", "value": 1.0, "worse": "higher",
                       "why": "token error rate vs PyTorch; +1.0 point, since quantized beam "
                              "search may flip a near-tie token"},
@@ -55,7 +62,8 @@ DEFAULT_TOLERANCES: dict[str, dict[str, Any]] = {
 }
 
 # What a baseline entry keeps per case (figures stable enough to gate, plus rtf for reference).
-BASELINE_METRICS = ("speedup", "speedup_ci95", "rtf", "wer", "cer", "bleu", "agreement_ter",
+BASELINE_METRICS = ("speedup", "speedup_ci95", "rtf", "wer", "cer", "bleu", "intent_acc",
+                    "tts_distance", "agreement_ter",
                     "peak_rss_mb", "peak_gpu_mb", "model_mb")
 
 _TOL_FIELDS = {"mode", "value", "worse", "why"}

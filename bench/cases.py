@@ -2,8 +2,10 @@
 
 Quality runs over the whole evaluation set; speed over a length-stratified subset in
 rounds that interleave the PyTorch reference and the variant; peak memory in a fresh
-child process. The timed region is waveform in -> text out: feature extraction, encoder,
-beam search and token conversion included.
+child process. The timed region is the whole job: waveform in -> text out (feature
+extraction, encoder, beam search, token conversion) for ASR, SLU and ST; phonemes in ->
+waveform out for TTS, whose RTF is over the audio it outputs. Task differences (scoring,
+what the input is) live in bench.tasks.
 """
 from __future__ import annotations
 
@@ -19,21 +21,20 @@ from pathlib import Path
 import numpy as np
 
 from bench.artifacts import artifact_info, ensure_artifact
-from bench.data.sets import EvalUtterance, load_eval_set, stratified_subset
+from bench.data.sets import load_eval_set, stratified_subset
 from bench.measure.memory import measure_peak_rss
 from bench.measure.stats import percentiles_ms
 from bench.measure.timing import interleaved_pairs, time_single
-from bench.metrics.text import agreement_ter, wer_cer
 from bench.results import make_case, set_error, set_skipped
 from bench.runtime.load import PROVIDERS, load_recognizer, model_size_mb
+from bench.tasks import get_task
 from bench.variants import REFERENCE, get_variant
 from bench.zoo.cards import Card
 
 
 @dataclass
 class Decoded:
-    tokens: list[list[int]]
-    texts: list[str]
+    outputs: list  # Recognition (tokens, text) or Synthesis (wave, sample_rate), one per item
     seconds: list[float]
 
 
@@ -48,7 +49,7 @@ class BenchSession:
     _data: dict = field(default_factory=dict)
     _refs: dict = field(default_factory=dict)
 
-    def eval_set(self, card: Card) -> list[EvalUtterance]:
+    def eval_set(self, card: Card) -> list:
         if card.name not in self._data:
             self._data[card.name] = load_eval_set(card, self.data_dir)
         return self._data[card.name]
@@ -65,15 +66,25 @@ class BenchSession:
         return self._refs[key]
 
 
-def decode_all(rec, utts: list[EvalUtterance]) -> Decoded:
-    out = Decoded([], [], [])
+class ItemError(RuntimeError):
+    """An input the model cannot take (too short, empty, unknown symbol); names the item."""
+
+
+def decode_all(rec, utts: list) -> Decoded:
+    out = Decoded([], [])
     for u in utts:
         t = time.perf_counter()
-        r = rec(u.wave)
+        try:
+            r = rec(u.input)
+        except Exception as e:  # ESPnet's and our own errors say what; add which input
+            raise ItemError(f"item {u.id} ({u.source}): {type(e).__name__}: {e}") from e
         out.seconds.append(time.perf_counter() - t)
-        out.tokens.append(r.tokens)
-        out.texts.append(r.text)
+        out.outputs.append(r)
     return out
+
+
+def output_seconds(o) -> float:
+    return o.wave.shape[0] / o.sample_rate
 
 
 def device_available(device: str) -> str | None:
@@ -111,6 +122,8 @@ def run_case(session: BenchSession, card: Card, variant: str, device: str) -> di
 
 def _measure(session: BenchSession, card: Card, variant: str, device: str, case: dict) -> None:
     v = get_variant(variant)
+    task = get_task(card.task)
+    tts = task.family == "text2speech"
     utts = session.eval_set(card)
     artifact = session.artifact(card)
     info = artifact_info(artifact)
@@ -131,37 +144,39 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     rec = load_recognizer(artifact, card.decode, variant, device, session.threads)
     load_s = time.perf_counter() - t
     t = time.perf_counter()
-    rec(utts[0].wave)
+    rec(utts[0].input)
     first_s = time.perf_counter() - t
     out = ref_out if variant == REFERENCE else decode_all(rec, utts)
 
     m = case["metrics"]
     case["n_utterances"] = len(utts)
-    case["audio_seconds"] = round(sum(u.seconds for u in utts), 3)
-    refs = [u.text for u in utts]
-    if all(r is not None for r in refs):
-        m.update(wer_cer(refs, out.texts))
-    m["agreement_ter"] = agreement_ter(ref_out.tokens, out.tokens)
+    # audio in for speech input, audio out for TTS (its RTF is over the output)
+    item_audio = [output_seconds(o) for o in out.outputs] if tts else [u.seconds for u in utts]
+    case["audio_seconds"] = round(sum(item_audio), 3)
+    metrics, notes = task.score([u.text for u in utts], out.outputs, ref_out.outputs)
+    m.update(metrics)
+    case["settings"].update(notes)
     m["load_ms"] = load_s * 1000
     m["first_call_ms"] = first_s * 1000
     m["model_mb"] = model_size_mb(artifact, variant)
 
     # speed: interleaved with the reference on a length-stratified subset
     subset = stratified_subset(utts, int(card.timing.get("subset", 3)))
-    waves = [u.wave for u in subset]
+    inputs = [u.input for u in subset]
     rounds = dict(min_rounds=2 if session.fast else int(card.timing.get("min_rounds", 5)),
                   min_seconds=0.0 if session.fast else float(card.timing.get("min_seconds", 10)),
                   warmup=1)
-    sub_audio = sum(u.seconds for u in subset)
+    audio_of = dict(zip((u.id for u in utts), item_audio))
+    sub_audio = sum(audio_of[u.id] for u in subset)
     if variant == REFERENCE:
-        st = time_single(rec, waves, **rounds)
+        st = time_single(rec, inputs, **rounds)
         per_item, total, n_rounds = st.item_flat(), st.total_s(), st.n_rounds
         round_s = st.round_s
     else:
-        pt = interleaved_pairs(ref_rec, rec, waves, **rounds)
+        pt = interleaved_pairs(ref_rec, rec, inputs, **rounds)
         if _too_noisy(pt):  # measure once more before calling the case undecidable
             case["settings"]["remeasured"] = {"first_ci95": list(pt.speedup_ci95())}
-            pt = interleaved_pairs(ref_rec, rec, waves, **rounds)
+            pt = interleaved_pairs(ref_rec, rec, inputs, **rounds)
             if _too_noisy(pt):
                 lo, hi = pt.speedup_ci95()
                 case["settings"]["too_noisy"] = (
@@ -179,18 +194,22 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
                                   "subset_audio_s": round(sub_audio, 3), "round_s": round_s}
 
     # peak memory in a fresh process
-    mem = measure_child_memory(artifact, card, variant, device, session.threads, waves)
+    mem = measure_child_memory(artifact, card, variant, device, session.threads, inputs)
     m["peak_rss_mb"] = mem.peak_rss_mb
     case["settings"]["memory"] = {"hwm_mb": mem.hwm_mb, "idle_mb": mem.idle_mb,
                                   "child_torch_imported": mem.payload.get("torch_imported")}
     if v.runtime == "onnx" and mem.payload.get("torch_imported"):
         raise RuntimeError("the ONNX variant's memory child imported torch")
 
-    for u, toks, text, secs, rtoks in zip(utts, out.tokens, out.texts, out.seconds, ref_out.tokens):
-        session.utterances.append({
-            "task": card.task, "card": card.name, "variant": variant, "device": device,
-            "id": u.id, "duration": round(u.seconds, 3), "seconds": secs, "hypothesis": text,
-            "reference": u.text, "tokens": toks, "agrees_with_pytorch": toks == rtoks})
+    for u, o, secs, ro, audio in zip(utts, out.outputs, out.seconds, ref_out.outputs, item_audio):
+        row = {"task": card.task, "card": card.name, "variant": variant, "device": device,
+               "id": u.id, "duration": round(audio, 3), "seconds": secs, "reference": u.text}
+        if tts:
+            row.update({"input": u.input, "output_samples": int(o.wave.shape[0]),
+                        "same_length_as_pytorch": o.wave.shape[0] == ro.wave.shape[0]})
+        else:
+            row.update({"hypothesis": o.text, "tokens": o.tokens, "agrees_with_pytorch": o.tokens == ro.tokens})
+        session.utterances.append(row)
 
 
 MAX_CI_REL_WIDTH = 0.5  # wider than this, an interval cannot tell a regression from noise
@@ -201,11 +220,16 @@ def _too_noisy(pt) -> bool:
     return (hi - lo) > MAX_CI_REL_WIDTH * pt.speedup()
 
 
-def measure_child_memory(artifact, card, variant, device, threads, waves):
+def measure_child_memory(artifact, card, variant, device, threads, inputs):
     with tempfile.TemporaryDirectory() as tmp:
-        np.savez(Path(tmp) / "waves.npz", **{f"u{i:03d}": w for i, w in enumerate(waves)})
+        if inputs and isinstance(inputs[0], str):  # TTS: phoneme strings
+            path = Path(tmp) / "inputs.json"
+            path.write_text(json.dumps(inputs))
+        else:
+            path = Path(tmp) / "inputs.npz"
+            np.savez(path, **{f"u{i:03d}": w for i, w in enumerate(inputs)})
         spec = {"artifact": str(artifact), "decode": card.decode, "variant": variant,
-                "device": device, "threads": threads, "waves": str(Path(tmp) / "waves.npz"),
+                "device": device, "threads": threads, "inputs": str(path),
                 "runtime": get_variant(variant).runtime}
         (Path(tmp) / "spec.json").write_text(json.dumps(spec))
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))

@@ -10,12 +10,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-GRAPHS = ("encoder.onnx", "decoder.onnx")
+GRAPHS = ("encoder.onnx", "decoder.onnx")  # speech-to-text exports; others name theirs in info
 DERIVE_VERSION = 2  # bump when a derivation changes, so cached artifacts are rebuilt
 
 
+def _graphs(info: dict) -> list[str]:
+    return list(info.get("graphs", GRAPHS))
+
+
+def check_variant(src: Path, dst: Path, info: dict, atol: float | None) -> dict:
+    """Run the derived graphs against the plain export with the check of the exporter's family."""
+    if str(info.get("exporter", "")).startswith("tts"):
+        from bench.export.tts import check_tts_variant
+
+        return check_tts_variant(src, dst, info, atol)
+    from bench.optimize.verify import check_variant as check_speech2text
+
+    return check_speech2text(src, dst, info, atol)
+
+
 def _copy_plain(src: Path, dst: Path, info: dict) -> dict:
-    for g in GRAPHS:
+    for g in _graphs(info):
         shutil.copyfile(src / g, dst / g)
     return {"graph_optimization": "onnxruntime session default (ORT_ENABLE_ALL, online)"}
 
@@ -23,12 +38,12 @@ def _copy_plain(src: Path, dst: Path, info: dict) -> dict:
 def _fuse(src: Path, dst: Path, info: dict) -> dict:
     """Fuse, then verify; if the optimizer broke the graph, retry without its shape inference."""
     from bench.optimize.fusion import fuse
-    from bench.optimize.verify import VariantCheckError, check_variant
+    from bench.optimize.verify import VariantCheckError
 
     rejected = []
     for shape_inference in (True, False):
         settings = {g: fuse(src / g, dst / g, info["num_heads"], info["d_model"], shape_inference)
-                    for g in GRAPHS}
+                    for g in _graphs(info)}
         try:
             check = check_variant(src, dst, info, atol=1e-3)
         except VariantCheckError as e:
@@ -40,9 +55,8 @@ def _fuse(src: Path, dst: Path, info: dict) -> dict:
 
 def _quantize_int8(src: Path, dst: Path, info: dict) -> dict:
     from bench.optimize.quantize import quantize
-    from bench.optimize.verify import check_variant
 
-    settings = {g: quantize(src / g, dst / g) for g in GRAPHS}
+    settings = {g: quantize(src / g, dst / g) for g in _graphs(info)}
     # int8's deviation is a measured figure (agreement), so only runnability is checked here
     return {**settings, "check": check_variant(src, dst, info, atol=None)}
 

@@ -42,6 +42,13 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize("bench_case", params)
 
 
+@pytest.fixture
+def measured_case(suite_run, bench_case):
+    # Measuring happens in a fixture, so a case that cannot run shows as a pytest ERROR,
+    # while a regression found by the gate shows as a FAILURE.
+    return suite_run.measure(*bench_case)
+
+
 @pytest.fixture(scope="session")
 def suite_run(pytestconfig):
     run = SuiteRun.from_pytest_config(pytestconfig)

@@ -117,6 +117,13 @@ def test_audio_too_short_for_subsampling(session, tmp_path):
     rec = load_recognizer(ensure_artifact(card), card.decode, "onnx", "cpu", threads=1)
     with pytest.raises(ValueError, match="too short for the encoder's subsampling"):
         rec(np.zeros(500, dtype=np.float32))
+    # in a run, the message also names the utterance and its file (the case becomes an error)
+    from bench.cases import ItemError, decode_all
+    from bench.data.sets import EvalUtterance
+
+    with pytest.raises(ItemError, match=r"item u-short \(/data/short.wav\): ValueError: audio of "
+                                        r"500 samples is too short"):
+        decode_all(rec, [EvalUtterance("u-short", np.zeros(500, np.float32), "HI", "/data/short.wav")])
 
 
 def test_interrupted_run_keeps_previous_results(tmp_path):

@@ -29,7 +29,8 @@ import numpy as np
 from bench.data.audio import resample
 from bench.data.kaldi import Utterance
 
-__all__ = ["synthesize", "builtin_eval_set", "long_utterance", "native_sample_rate", "EspeakError", "VOICES"]
+__all__ = ["synthesize", "text_to_phonemes", "builtin_eval_set", "long_utterance", "native_sample_rate",
+           "EspeakError", "VOICES"]
 
 # Values from espeak-ng's speak_lib.h (checked by behaviour: Initialize returns
 # 22050, SetVoiceByName of an unknown voice returns EE_NOT_FOUND).
@@ -42,6 +43,8 @@ _VOLUME = 2
 _PITCH = 3
 _RANGE = 4
 _EE_OK = 0
+_CHARS_UTF8 = 1  # espeakCHARS_UTF8, textmode of espeak_TextToPhonemes
+_PHONEMES_IPA = 0x02  # espeakPHONEMES_IPA, bit 1 of phonememode; bits 8-23 hold the separator
 
 # Voices used by the built-in eval set (all present in espeakng_loader's data dir:
 # lang/gmw/en-US, en, en-GB-x-rp; note 'en-gb' is NOT a valid
@@ -195,6 +198,45 @@ def synthesize(text: str, *, voice: str = "en-us", rate: int = 175, pitch: int =
     if wave.size == 0:
         raise EspeakError(f"espeak-ng produced no audio for text {text[:60]!r}")
     return resample(wave, native, sample_rate)
+
+
+def text_to_phonemes(texts: list[str], *, voice: str = "en-us", separator: str = "_") -> list[str]:
+    """eSpeak NG's IPA phonemes for each of ``texts`` (espeak_TextToPhonemes).
+
+    Each result has the phonemes of one text: words separated by spaces, the
+    phonemes of a word by ``separator`` (a diphthong such as "aɪ" stays one
+    phoneme), stress marks ˈ ˌ in front of the stressed vowel, clauses joined
+    by a space; punctuation itself is not reported.  One fresh library
+    instance serves the whole list (see above), so the result depends only on
+    the arguments.
+    """
+    if len(separator) != 1 or separator.isspace() or ord(separator) > 0xFFFF:
+        raise ValueError(f"text_to_phonemes: separator must be one non-space character, got {separator!r}")
+    mode = _PHONEMES_IPA | (ord(separator) << 8)
+    out = []
+    with _lock:
+        lib = _open()
+        try:
+            lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+            lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+            if lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+                raise EspeakError(f"espeak-ng voice {voice!r} not found")
+            for text in texts:
+                buf = ctypes.create_string_buffer(text.encode("utf-8"))  # NUL-terminated, kept alive here
+                ptr = ctypes.c_void_p(ctypes.addressof(buf))
+                clauses = []
+                # The library moves ptr to the next clause and sets it to NULL after the last one.
+                while ptr.value:
+                    before = ptr.value
+                    phonemes = lib.espeak_TextToPhonemes(ctypes.byref(ptr), _CHARS_UTF8, mode)
+                    if phonemes:
+                        clauses.append(phonemes.decode("utf-8"))
+                    if ptr.value == before:  # no progress: stop rather than loop forever
+                        raise EspeakError(f"espeak_TextToPhonemes made no progress on {text[:60]!r}")
+                out.append(" ".join(c.strip() for c in clauses if c.strip()))
+        finally:
+            _close(lib)
+    return out
 
 
 # ---------------------------------------------------------------------------

@@ -1,6 +1,8 @@
-"""The evaluation set of a card: the built-in synthetic speech, or a Kaldi-style data dir.
+"""The evaluation set of a card: the built-in synthetic speech, or a Kaldi-style data dir;
+for TTS, sentences of the closed grammar as phoneme strings.
 
 Audio is resampled to the model's own rate (its frontend_conf.fs, 16 kHz by default).
+Every item has `input` (what the model is given) and `size` (what a subset spreads over).
 """
 from __future__ import annotations
 
@@ -28,6 +30,47 @@ class EvalUtterance:
     def seconds(self) -> float:
         return self.wave.shape[0] / self.sample_rate
 
+    @property
+    def input(self) -> np.ndarray:
+        return self.wave
+
+    @property
+    def size(self) -> float:
+        return self.seconds
+
+
+@dataclass
+class TextItem:
+    """A TTS input: the English sentence and the phoneme string the model reads."""
+    id: str
+    text: str
+    phonemes: str
+    source: str
+
+    @property
+    def input(self) -> str:
+        return self.phonemes
+
+    @property
+    def size(self) -> float:
+        return len(self.phonemes.split())
+
+
+def load_text_set(card: Card) -> list[TextItem]:
+    """The first n sentences of a corpus split of the grammar (no audio is generated), as
+    ARPAbet phonemes from eSpeak NG (bench.data.phonemes)."""
+    from bench.data.phonemes import english_to_arpabet
+    from bench.zoo.corpus import SPECS, draw_sentences
+
+    kind, split = card.data.get("corpus", "tts"), card.data.get("split", "test")
+    if kind not in SPECS or split not in SPECS[kind].sizes:
+        raise CardError(f"{card.path}: data.corpus {kind!r} / data.split {split!r} is not a corpus "
+                        f"split (corpora: {', '.join(SPECS)})")
+    sentences = draw_sentences(SPECS[kind], int(card.data.get("seed", 0)))[split]
+    n = int(card.data.get("n_utterances", len(sentences)))
+    return [TextItem(f"{kind}-{split}-{i:05d}", s.english, english_to_arpabet(s.english + "."),
+                     f"grammar:{kind}/{split}") for i, s in enumerate(sentences[:n])]
+
 
 def parse_rate(value) -> int:
     """A rate as ESPnet configs write it: 16000, '16000' or '16k' (humanfriendly's decimal k)."""
@@ -50,6 +93,8 @@ def load_eval_set(card: Card, data_dir: str | os.PathLike | None = None) -> list
     own data. A broken audio file raises AudioError naming it: the cases of this card become
     errors, other cards run.
     """
+    if card.data.get("source") == "grammar":  # text in (TTS): --data, a speech dir, does not apply
+        return load_text_set(card)
     rate = model_sample_rate(card)
     data_dir = data_dir or os.environ.get("BENCH_DATA") or card.data.get("dir")
     source = card.data.get("source", "builtin")
@@ -74,7 +119,8 @@ def load_eval_set(card: Card, data_dir: str | os.PathLike | None = None) -> list
                 raise AudioError(f"{e} (listed in {scp}:{u.line} as {u.id!r})") from e
         return out
     if source != "builtin":
-        raise CardError(f"{card.path}: data.source is {source!r}, expected 'builtin', 'corpus' or data.dir")
+        raise CardError(f"{card.path}: data.source is {source!r}, expected 'builtin', 'corpus', "
+                        f"'grammar' or data.dir")
     from bench.data.espeak import builtin_eval_set
 
     # generated at 16 kHz whatever the model, so every model hears the same speech
@@ -102,9 +148,9 @@ def check_sample_rate(path: str, allow_upsampling: bool = False, model_rate: int
                          f"set data.allow_upsampling: true in the card)")
 
 
-def stratified_subset(utts: list[EvalUtterance], k: int) -> list[EvalUtterance]:
-    """k utterances spread over the length range (shortest, longest, evenly between)."""
-    ordered = sorted(utts, key=lambda u: u.seconds)
+def stratified_subset(utts: list, k: int) -> list:
+    """k items spread over the length range (shortest, longest, evenly between)."""
+    ordered = sorted(utts, key=lambda u: u.size)
     if k >= len(ordered):
         return ordered
     idx = np.unique(np.round(np.linspace(0, len(ordered) - 1, k)).astype(int))

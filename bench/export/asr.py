@@ -1,8 +1,9 @@
-"""Export an ESPnet ASR model to two ONNX graphs (our own exporter, TorchScript-based).
+"""Export an ESPnet ASR or ST model to two ONNX graphs (our own exporter, TorchScript-based).
 
 encoder.onnx : speech (1, samples) float32 -> enc (1, T, D), ctc_logp (1, T, V)
                frontend (STFT, log-mel, global MVN), encoder and CTC in one graph,
-               dynamic length, no cap.
+               dynamic length, no cap. A model with no CTC over its output vocabulary
+               (an ST model without st_ctc) gives enc only.
 decoder.onnx : one decoder step with its self-attention cache
                ys (B, L) int64, cache (n_layers, B, L-1, D), memory (B, T, D)
                -> logp (B, V), new_cache (n_layers, B, L, D)
@@ -21,7 +22,7 @@ import torch
 
 from bench.export.rewrites import rewrite_for_export
 
-EXPORTER_VERSION = "asr-1"
+EXPORTER_VERSION = "asr-2"
 OPSET = 17
 
 
@@ -52,6 +53,19 @@ class DftStft(torch.nn.Module):
         return (re * re + im * im).transpose(1, 2)  # (B, frames, n_fft//2+1)
 
 
+def output_ctc(model):
+    """The CTC over the decoder's vocabulary, which joint decoding scores, or None.
+
+    An ST model's `ctc` is the source-language (ASR) branch, a training aid that ESPnet's ST
+    decoding never scores with the translation; its CTC over the target is `st_ctc`.
+    """
+    from espnet2.st.espnet_model import ESPnetSTModel
+
+    if isinstance(model, ESPnetSTModel):
+        return getattr(model, "st_ctc", None)  # set only when trained with st_mtlalpha > 0
+    return model.ctc
+
+
 class EncoderGraph(torch.nn.Module):
     def __init__(self, model):
         super().__init__()
@@ -60,7 +74,7 @@ class EncoderGraph(torch.nn.Module):
         self.logmel = model.frontend.logmel
         self.normalize = model.normalize
         self.encoder = model.encoder
-        self.ctc = model.ctc
+        self.ctc = output_ctc(model)
 
     def forward(self, speech: torch.Tensor):
         power = self.stft(speech)
@@ -70,6 +84,8 @@ class EncoderGraph(torch.nn.Module):
         if self.normalize is not None:
             feats, _ = self.normalize(feats, lens)
         enc, _, _ = self.encoder(feats, lens)
+        if self.ctc is None:
+            return enc
         return enc, self.ctc.log_softmax(enc)
 
 
@@ -110,12 +126,13 @@ def export_asr(model, out_dir: Path, opset: int = OPSET) -> dict:
     speech = torch.randn(1, 16000 * 2, generator=gen) * 0.1
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python asserts on shapes
-        enc, _ = enc_graph(speech)
+        has_ctc = enc_graph.ctc is not None
+        enc = enc_graph(speech)[0] if has_ctc else enc_graph(speech)
+        outputs = ["enc", "ctc_logp"] if has_ctc else ["enc"]
         torch.onnx.export(
             enc_graph, (speech,), str(out_dir / "encoder.onnx"), dynamo=False,
-            opset_version=opset, input_names=["speech"], output_names=["enc", "ctc_logp"],
-            dynamic_axes={"speech": {1: "samples"}, "enc": {1: "frames"},
-                          "ctc_logp": {1: "frames"}},
+            opset_version=opset, input_names=["speech"], output_names=outputs,
+            dynamic_axes={"speech": {1: "samples"}, **{o: {1: "frames"} for o in outputs}},
         )
         beams, length = 3, 4
         ys = torch.randint(1, model.vocab_size - 1, (beams, length), generator=gen)
@@ -133,7 +150,8 @@ def export_asr(model, out_dir: Path, opset: int = OPSET) -> dict:
     meta = {
         "exporter": EXPORTER_VERSION, "opset": opset, "torch": torch.__version__,
         "module_rewrites": rewrites, "n_layers": n_layers, "d_model": d_model,
-        "vocab_size": model.vocab_size, "sos": model.sos, "eos": model.eos,
+        "vocab_size": model.vocab_size, "sos": model.sos, "eos": model.eos, "has_ctc": has_ctc,
+        "graphs": ["encoder.onnx", "decoder.onnx"],
         "subsampling_min_samples": min_samples(model, enc_graph),
     }
     (out_dir / "export.json").write_text(json.dumps(meta, indent=2))
@@ -146,8 +164,8 @@ def min_samples(model, enc_graph) -> int:
     with torch.no_grad():
         for frames in range(1, 64):
             try:
-                out, _ = enc_graph(torch.zeros(1, (frames - 1) * hop + 1))
-                if out.shape[1] > 0:
+                out = enc_graph(torch.zeros(1, (frames - 1) * hop + 1))
+                if (out[0] if isinstance(out, tuple) else out).shape[1] > 0:
                     return (frames - 1) * hop + 1
             except Exception:  # ESPnet raises TooShortUttError, or a conv fails
                 continue

@@ -1,4 +1,4 @@
-"""Child process for peak-memory measurement: load one variant, decode the timed subset once.
+"""Child process for peak-memory measurement: load one variant, run the timed subset once.
 
 Run as `python -m bench.measure.child SPEC.json`. It reports its idle RSS after the
 runtime libraries are imported and before the model is loaded, so the peak above idle is
@@ -26,16 +26,20 @@ def main(spec_path: str) -> None:
     from bench.measure.memory import report_idle, report_payload
     from bench.runtime.load import load_recognizer
 
-    waves = np.load(spec["waves"])
+    if spec["inputs"].endswith(".json"):  # TTS: phoneme strings
+        inputs = json.loads(open(spec["inputs"]).read())
+    else:  # speech: one array per utterance
+        npz = np.load(spec["inputs"])
+        inputs = [npz[k] for k in sorted(npz.files)]
     report_idle()
     t = time.perf_counter()
     rec = load_recognizer(spec["artifact"], spec["decode"], spec["variant"], spec["device"],
                           spec["threads"])
     load_s = time.perf_counter() - t
-    for key in sorted(waves.files):
-        rec(waves[key])
+    for x in inputs:
+        rec(x)
     report_payload({"load_s": load_s, "torch_imported": "torch" in sys.modules,
-                    "n_utterances": len(waves.files)})
+                    "n_utterances": len(inputs)})
 
 
 if __name__ == "__main__":

@@ -8,9 +8,18 @@ def _num(x, fmt="{:.2f}"):
     return "-" if x is None else fmt.format(x)
 
 
+# the task's own quality figures, in the order they are shown
+QUALITY = (("intent_acc", "intent {:.1f}%"), ("wer", "WER {:.1f}%"), ("bleu", "BLEU {:.1f}"),
+           ("tts_distance", "MCD to PyTorch {:.2f} dB"))
+
+
+def quality(m: Mapping) -> str:
+    return ", ".join(fmt.format(m[k]) for k, fmt in QUALITY if m.get(k) is not None) or "-"
+
+
 def markdown_table(doc: Mapping, card: str | None = None) -> str:
     rows = ["| card | variant | speedup vs PyTorch [95% CI] | RTF | p50 latency ms | "
-            "peak RSS MB | model MB | WER % | agreement TER % | status |",
+            "peak RSS MB | model MB | quality | agreement TER % | status |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for c in doc["cases"]:
         if card and c["card"] != card:
@@ -23,7 +32,7 @@ def markdown_table(doc: Mapping, card: str | None = None) -> str:
         rows.append(f"| {c['card']} | {c['variant']} | {speed} | {_num(m.get('rtf'), '{:.4f}')} | "
                     f"{_num((m.get('latency_ms') or {}).get('p50'), '{:.0f}')} | "
                     f"{_num(m.get('peak_rss_mb'), '{:.0f}')} | {_num(m.get('model_mb'), '{:.1f}')} | "
-                    f"{_num(m.get('wer'), '{:.1f}')} | {_num(m.get('agreement_ter'), '{:.1f}')} | "
+                    f"{quality(m)} | {_num(m.get('agreement_ter'), '{:.1f}')} | "
                     f"{status} |")
     run = doc["run"]
     rows.append("")

@@ -1,6 +1,11 @@
-"""Load the recognizer that runs a variant on a device (torch imported only for 'pytorch')."""
+"""Load the runtime that runs a variant on a device (torch imported only for 'pytorch').
+
+What to load is read from the artifact itself (artifact.json names its task family and
+the ESPnet task that built it), so a child process needs only the artifact's path.
+"""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from bench.variants import get_variant
@@ -9,13 +14,22 @@ PROVIDERS = {"cpu": ["CPUExecutionProvider"],
              "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
+def _artifact_task(artifact: Path) -> tuple[str, str]:
+    info = json.loads((artifact / "artifact.json").read_text())
+    return info.get("family", "speech2text"), info.get("espnet_task", "asr")
+
+
 def load_recognizer(artifact: Path, decode: dict, variant: str, device: str, threads: int):
     v = get_variant(variant)
     artifact = Path(artifact)
+    family, espnet_task = _artifact_task(artifact)
+    if family == "text2speech":
+        return _load_tts(artifact, decode, v, device, threads)
     if v.runtime == "torch":
         from bench.runtime.torch_asr import TorchSpeech2Text
 
-        return TorchSpeech2Text(artifact / "exp", decode, threads=threads, device=device)
+        return TorchSpeech2Text(artifact / "exp", decode, threads=threads, device=device,
+                                espnet_task=espnet_task)
     from bench.runtime.onnx_asr import OnnxSpeech2Text, load_export_meta
 
     return OnnxSpeech2Text(artifact / "variants" / variant, artifact / "exp",
@@ -23,9 +37,23 @@ def load_recognizer(artifact: Path, decode: dict, variant: str, device: str, thr
                            providers=PROVIDERS[device])
 
 
+def _load_tts(artifact: Path, decode: dict, v, device: str, threads: int):
+    if v.runtime == "torch":
+        from bench.runtime.torch_tts import TorchText2Speech
+
+        return TorchText2Speech(artifact / "exp", decode, threads=threads, device=device)
+    from bench.runtime.onnx_asr import load_export_meta
+    from bench.runtime.onnx_tts import OnnxText2Speech
+
+    return OnnxText2Speech(artifact / "variants" / v.name, artifact / "exp",
+                           load_export_meta(artifact), decode, threads=threads,
+                           providers=PROVIDERS[device])
+
+
 def model_size_mb(artifact: Path, variant: str) -> float:
     v = get_variant(variant)
     artifact = Path(artifact)
-    files = [artifact / "exp" / "model.pth"] if v.runtime == "torch" else \
+    exp = artifact / "exp"
+    files = [exp / "model.pth", *(exp / "vocoder").glob("*.pth")] if v.runtime == "torch" else \
         list((artifact / "variants" / variant).glob("*.onnx"))
     return sum(f.stat().st_size for f in files) / 2**20

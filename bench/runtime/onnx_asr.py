@@ -1,4 +1,7 @@
-"""ASR with ONNX Runtime: encoder graph, then joint CTC/attention beam search in numpy.
+"""ASR and ST with ONNX Runtime: encoder graph, then joint CTC/attention beam search in numpy.
+
+ST decodes the same way; its encoder graph usually has no CTC output, and then decoding is
+attention only (ctc_weight 0), as ESPnet's ST inference does without st_ctc.
 
 This module never imports torch: the process that measures an ONNX variant's memory
 must hold only what a deployment would.
@@ -62,6 +65,9 @@ class OnnxSpeech2Text:
             beam_size=decode["beam_size"], ctc_weight=decode["ctc_weight"],
             penalty=decode.get("penalty", 0.0), maxlenratio=decode.get("maxlenratio", 0.0),
             minlenratio=decode.get("minlenratio", 0.0))
+        if not export_meta.get("has_ctc", True) and self.cfg.ctc_weight != 0:
+            raise ValueError(f"decode.ctc_weight is {self.cfg.ctc_weight}, but this model has no CTC "
+                             f"over its output tokens (an ST model without st_ctc): set it to 0")
         self.converter = TokenConverter(exp_dir)
         self.min_samples = export_meta.get("subsampling_min_samples", 0)
 
@@ -77,7 +83,11 @@ class OnnxSpeech2Text:
         if wave.shape[0] < self.min_samples:
             raise ValueError(f"audio of {wave.shape[0]} samples is too short for the encoder's "
                              f"subsampling (needs at least {self.min_samples})")
-        enc, ctc_logp = self.encoder.run(None, {"speech": wave[None].astype(np.float32)})
+        outs = self.encoder.run(None, {"speech": wave[None].astype(np.float32)})
+        enc = outs[0]
+        # without CTC the search never reads these scores; it takes only the vocabulary size
+        ctc_logp = outs[1] if len(outs) > 1 else \
+            np.zeros((1, enc.shape[1], self.meta["vocab_size"]), dtype=np.float32)
         hyps = beam_search(enc[0], ctc_logp[0], self._step, sos=self.meta["sos"],
                            eos=self.meta["eos"], cfg=self.cfg)
         # like ESPnet's Speech2Text: no hypothesis -> empty output; blank (id 0) dropped

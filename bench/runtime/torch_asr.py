@@ -1,4 +1,5 @@
-"""The PyTorch reference: ESPnet's own Speech2Text on the card's experiment directory."""
+"""The PyTorch reference: ESPnet's own Speech2Text (ASR, SLU) or ST Speech2Text on the card's
+experiment directory."""
 from __future__ import annotations
 
 import logging
@@ -10,9 +11,9 @@ from bench.runtime.onnx_asr import Recognition
 
 
 class TorchSpeech2Text:
-    def __init__(self, exp_dir: Path, decode: dict, threads: int = 1, device: str = "cpu"):
+    def __init__(self, exp_dir: Path, decode: dict, threads: int = 1, device: str = "cpu",
+                 espnet_task: str = "asr"):
         import torch
-        from espnet2.bin.asr_inference import Speech2Text
 
         from bench.zoo.build import resolved_config
 
@@ -21,12 +22,19 @@ class TorchSpeech2Text:
         logging.getLogger("espnet.nets.beam_search").setLevel(logging.ERROR)
         logging.getLogger("espnet.nets.batch_beam_search").setLevel(logging.ERROR)
         exp_dir = Path(exp_dir)
+        common = dict(device=device, beam_size=decode["beam_size"], ctc_weight=decode["ctc_weight"],
+                      lm_weight=0.0, penalty=decode.get("penalty", 0.0),
+                      maxlenratio=decode.get("maxlenratio", 0.0),
+                      minlenratio=decode.get("minlenratio", 0.0), nbest=1)
         with resolved_config(exp_dir) as cfg:
-            self.s2t = Speech2Text(
-                asr_train_config=cfg, asr_model_file=exp_dir / "model.pth", device=device,
-                beam_size=decode["beam_size"], ctc_weight=decode["ctc_weight"], lm_weight=0.0,
-                penalty=decode.get("penalty", 0.0), maxlenratio=decode.get("maxlenratio", 0.0),
-                minlenratio=decode.get("minlenratio", 0.0), nbest=1)
+            if espnet_task == "st":
+                from espnet2.bin.st_inference import Speech2Text
+
+                self.s2t = Speech2Text(st_train_config=cfg, st_model_file=exp_dir / "model.pth", **common)
+            else:
+                from espnet2.bin.asr_inference import Speech2Text
+
+                self.s2t = Speech2Text(asr_train_config=cfg, asr_model_file=exp_dir / "model.pth", **common)
         self.device = device
 
     def __call__(self, wave: np.ndarray) -> Recognition:

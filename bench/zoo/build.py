@@ -6,6 +6,7 @@ absolute for ESPnet, so an artifact can move (cache, device machine) and still l
 """
 from __future__ import annotations
 
+import importlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -168,10 +169,15 @@ class resolved_config:
         Path(self._tmp.name).unlink(missing_ok=True)
 
 
-def load_model(exp_dir: Path):
-    """The ESPnet model of an experiment directory, in eval mode (for export)."""
+def load_model(exp_dir: Path, espnet_task: str = "asr"):
+    """The ESPnet model of an experiment directory, in eval mode (for export).
+    `espnet_task`: the name of the ESPnet task that built it (bench.zoo.build_tasks.ESPNET_TASKS)."""
+    from bench.zoo.build_tasks import ESPNET_TASKS
+
+    module, cls = ESPNET_TASKS[espnet_task].split(":")
+    task = getattr(importlib.import_module(module), cls)
     model_file = Path(exp_dir) / "model.pth"
     with resolved_config(exp_dir) as cfg:
-        model = _asr_task().build_model(_namespace(cfg))
+        model = task.build_model(_namespace(cfg))
     model.load_state_dict(load_checkpoint(model_file))
     return model.eval()

@@ -192,38 +192,32 @@ def train_card(card: Card, work_root: Path | None = None) -> dict:
 
 def evaluate_card(card: Card, record: bool = True) -> dict:
     """The PyTorch figure on the card's held-out split: WER/CER, intent accuracy for SLU, BLEU
-    for ST. `record` writes it into the checkpoint's training.json."""
+    for ST, scored as the suites score them (bench.tasks). `record` writes it into the
+    checkpoint's training.json."""
     import tempfile
 
     from bench.data.sets import load_eval_set
-    from bench.metrics.text import wer_cer
     from bench.runtime.torch_asr import TorchSpeech2Text
+    from bench.tasks import get_task
     from bench.zoo.build import build_exp_dir
+    from bench.zoo.build_tasks import espnet_task_name
 
     utts = load_eval_set(card)
     with tempfile.TemporaryDirectory() as tmp:
         exp = build_exp_dir(card, Path(tmp) / "exp")
-        rec = _st_recognizer(exp, card.decode) if card.task == "st" else \
-            TorchSpeech2Text(exp, card.decode, threads=os.cpu_count() or 1)
+        rec = TorchSpeech2Text(exp, card.decode, threads=os.cpu_count() or 1,
+                               espnet_task=espnet_task_name(card))
         t0 = time.monotonic()
-        hyps = [rec(u.wave).text for u in utts]
+        outs = [rec(u.wave) for u in utts]
         seconds = time.monotonic() - t0
-    refs = [u.text for u in utts]
     figure = {"split": card.data.get("split", "test"), "utterances": len(utts), "decode": card.decode,
               "decode_seconds": round(seconds, 1)}
-    if card.task == "st":
-        import sacrebleu
-
-        bleu = sacrebleu.metrics.BLEU()
-        figure["bleu"] = round(bleu.corpus_score(hyps, [refs]).score, 2)
-        figure["bleu_signature"] = str(bleu.get_signature())
-    if card.task == "slu":  # "INTENT transcript": score the intent and the transcript apart
-        heads = [(r.split(maxsplit=1) + [""])[:2] for r in refs]
-        outs = [(h.split(maxsplit=1) + ["", ""])[:2] for h in hyps]
-        figure["intent_accuracy"] = round(100 * sum(o[0] == r[0] for o, r in zip(outs, heads)) / len(refs), 2)
-        refs, hyps = [r[1] for r in heads], [o[1] for o in outs]
-    if card.task != "st":
-        figure.update({k: round(v, 2) for k, v in wer_cer(refs, hyps).items() if v is not None})
+    metrics, notes = get_task(card.task).score([u.text for u in utts], outs, outs)
+    names = {"bleu": "bleu", "intent_acc": "intent_accuracy", "wer": "wer", "cer": "cer"}
+    if card.task == "st":  # a translation has no WER against its reference
+        names = {"bleu": "bleu"}
+    figure.update({names[k]: round(v, 2) for k, v in metrics.items() if k in names and v is not None})
+    figure.update({k: v for k, v in notes.items() if k == "bleu_signature"})
     if not record:
         return figure
     info_file = CHECKPOINTS / card.name / "training.json"
@@ -232,24 +226,3 @@ def evaluate_card(card: Card, record: bool = True) -> dict:
     info_file.parent.mkdir(parents=True, exist_ok=True)
     info_file.write_text(json.dumps(info, indent=2))
     return figure
-
-
-def _st_recognizer(exp: Path, decode: dict):
-    """ESPnet's own ST inference on an experiment directory; returns objects with .text."""
-    import types
-
-    import torch
-    from espnet2.bin.st_inference import Speech2Text
-
-    from bench.zoo.build import resolved_config
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    with resolved_config(exp) as cfg:
-        s2t = Speech2Text(st_train_config=cfg, st_model_file=exp / "model.pth", device="cpu",
-                          beam_size=decode["beam_size"], ctc_weight=decode.get("ctc_weight", 0.0),
-                          lm_weight=0.0, penalty=decode.get("penalty", 0.0),
-                          maxlenratio=decode.get("maxlenratio", 0.0), minlenratio=decode.get("minlenratio", 0.0))
-
-    def recognize(wave):
-        return types.SimpleNamespace(text=s2t(wave.astype("float32"))[0][0])
-    return recognize
