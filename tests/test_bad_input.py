@@ -160,3 +160,23 @@ def test_real_librispeech_kaldi_dir(session, tmp_path):
     assert case["status"] == "ok", case["error"]
     assert case["n_utterances"] == 3 and case["audio_seconds"] > 5
     assert case["metrics"]["agreement_ter"] == 0.0
+
+
+def test_tts_text_that_cannot_be_spoken_names_file_and_line(tmp_path):
+    """A TTS card reads a data dir's text file: an empty sentence, or characters the English
+    front end cannot read, make the card's cases errors that name the file and line."""
+    from bench.data.kaldi import DataDirError
+    from bench.data.sets import load_eval_set
+
+    card = load_card("tts-fastspeech2-paper")
+    d = tmp_path / "sentences"
+    d.mkdir()
+    (d / "text").write_text("a HELLO WORLD\nb\nc MORE TEXT\n")
+    with pytest.raises(DataDirError, match=r"sentences/text:2: utterance 'b' has empty text"):
+        load_eval_set(card, d)
+    (d / "text").write_text("a HELLO WORLD\nb 日本語 TEXT\n")
+    with pytest.raises(DataDirError, match=r"sentences/text:2: utterance 'b': .*'日' \(U\+65E5\)"):
+        load_eval_set(card, d)
+    (d / "text").write_text("a HELLO WORLD.\nb SEVEN\n")
+    items = load_eval_set(card, d)
+    assert [i.phonemes for i in items] == ["HH AH0 L OW1 W ER1 L D .", "S EH1 V AH0 N"]

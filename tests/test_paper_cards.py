@@ -228,6 +228,7 @@ def test_fastspeech2_card_text_to_wave(built, torch_one_thread):
     assert 1 not in t2s.preprocess_fn("<dummy>", {"text": PHONEMES})["text"].tolist()
     # the length is the sum of the predicted durations, deterministic: same frames every run
     assert frames == int(out["duration"].sum()) > 0
+    assert out["duration"].tolist() == [6] * len(out["duration"])  # the card's set_parameters
     assert out["wav"].numel() == frames * 256
     assert t2s(PHONEMES)["feat_gen"].shape[0] == frames
 

@@ -47,7 +47,7 @@ class Utterance:
         return read_audio(self.audio_path, target_sr, min_seconds=min_seconds)
 
 
-def _read_table(path: Path) -> list[tuple[int, str, str]]:
+def read_table(path: Path) -> list[tuple[int, str, str]]:
     """(line number, id, rest) for each non-blank line; rest may be ''."""
     rows = []
     with open(path, "rb") as f:
@@ -105,7 +105,7 @@ def read_data_dir(path: str | os.PathLike) -> list[Utterance]:
         # Reading whole recordings instead of the segments would silently score the wrong audio.
         raise DataDirError(f"{directory / 'segments'}: segments files are not supported; cut the segments into files first")
 
-    rows = _read_table(scp)
+    rows = read_table(scp)
     for lineno, uid, rest in rows:
         if not rest:
             raise DataDirError(f"{scp}:{lineno}: malformed line, expected '<id> <audio path>', got {uid!r}")
@@ -121,7 +121,7 @@ def read_data_dir(path: str | os.PathLike) -> list[Utterance]:
     texts: dict[str, str] | None = None
     text_file = directory / "text"
     if text_file.exists():
-        text_rows = _read_table(text_file)
+        text_rows = read_table(text_file)
         text_ids = _index(text_file, text_rows)
         only_wav = [u for u in wav_ids if u not in text_ids]
         only_text = [u for u in text_ids if u not in wav_ids]

@@ -77,6 +77,10 @@ _WORD_OVERRIDES = {"a": "AH0"}  # eSpeak reads a lone "a" as the letter name (EY
 # A word runs up to whitespace or one of . , ? ! (kept inside numbers: "3.50", "1,000");
 # a run of marks is one punctuation token.
 _TOKEN = re.compile(r"(?:[^\s.,?!]|(?<=\d)[.,](?=\d))+|[.,?!]+")
+# What the English front end reads: Latin letters (accented ones too), digits, spaces and
+# common punctuation. eSpeak would read anything else its own way (a CJK character as
+# "Chinese letter"), so a sentence in another script would be synthesised as nonsense.
+_READABLE = re.compile(r"[A-Za-z0-9\u00c0-\u024f\s.,?!;:'\"()\-$%&]")
 _TOKEN_LIST = ("espnet-recipes", "tts_ljspeech", "ljspeech_vits_phn_g2p_en_no_space_tokens.txt")
 
 
@@ -170,6 +174,11 @@ def english_to_arpabet_many(texts: list[str], *, voice: str = "en-us") -> list[s
     for text in texts:
         if not text or not text.strip():
             raise ValueError("english_to_arpabet: text is empty")
+        bad = sorted({c for c in text if not _READABLE.match(c)})
+        if bad:
+            raise ValueError("english_to_arpabet: " + ", ".join(f"{c!r} (U+{ord(c):04X})" for c in bad)
+                             + " outside the English front end's characters (Latin letters, digits, "
+                               "punctuation)")
         # lower case as g2p_en does; eSpeak would spell out words in capitals
         token_lists.append(_TOKEN.findall(text.lower()))
     words = sorted({t for tokens in token_lists for t in tokens

@@ -56,10 +56,27 @@ class TextItem:
         return len(self.phonemes.split())
 
 
-def load_text_set(card: Card) -> list[TextItem]:
-    """The first n sentences of a corpus split of the grammar (no audio is generated), as
-    ARPAbet phonemes from eSpeak NG (bench.data.phonemes)."""
+def load_text_set(card: Card, data_dir: str | os.PathLike | None = None) -> list[TextItem]:
+    """TTS inputs as ARPAbet phonemes from eSpeak NG (bench.data.phonemes): the sentences of a
+    data dir's `text` file (id, sentence), else the first n sentences of a corpus split of
+    the grammar (no audio is generated). A line that cannot be spoken names its file and line."""
     from bench.data.phonemes import english_to_arpabet
+
+    if data_dir:
+        from bench.data.kaldi import DataDirError, read_table
+
+        path = Path(data_dir) / "text"
+        if not path.is_file():
+            raise DataDirError(f"{path}: not found (a TTS card reads the sentences of a data dir's text file)")
+        items = []
+        for line, uid, sentence in read_table(path):
+            if not sentence:
+                raise DataDirError(f"{path}:{line}: utterance {uid!r} has empty text; nothing to synthesise")
+            try:
+                items.append(TextItem(uid, sentence, english_to_arpabet(sentence), f"{path}:{line}"))
+            except ValueError as e:
+                raise DataDirError(f"{path}:{line}: utterance {uid!r}: {e}") from e
+        return items
     from bench.zoo.corpus import SPECS, draw_sentences
 
     kind, split = card.data.get("corpus", "tts"), card.data.get("split", "test")
@@ -93,10 +110,10 @@ def load_eval_set(card: Card, data_dir: str | os.PathLike | None = None) -> list
     own data. A broken audio file raises AudioError naming it: the cases of this card become
     errors, other cards run.
     """
-    if card.data.get("source") == "grammar":  # text in (TTS): --data, a speech dir, does not apply
-        return load_text_set(card)
-    rate = model_sample_rate(card)
     data_dir = data_dir or os.environ.get("BENCH_DATA") or card.data.get("dir")
+    if card.data.get("source") == "grammar":  # text in (TTS): sentences to synthesise
+        return load_text_set(card, data_dir)
+    rate = model_sample_rate(card)
     source = card.data.get("source", "builtin")
     if not data_dir and source == "corpus":  # a split of a generated corpus (made if missing)
         from bench.zoo.corpus import ensure_corpus

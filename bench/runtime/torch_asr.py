@@ -1,5 +1,5 @@
-"""The PyTorch reference: ESPnet's own Speech2Text (ASR, SLU) or ST Speech2Text on the card's
-experiment directory."""
+"""The PyTorch reference: ESPnet's own inference class for the ESPnet task that built the
+card's model: Speech2Text (ASR; SLU as ASR), Speech2Understand (SLUTask), ST's Speech2Text."""
 from __future__ import annotations
 
 import logging
@@ -31,6 +31,11 @@ class TorchSpeech2Text:
                 from espnet2.bin.st_inference import Speech2Text
 
                 self.s2t = Speech2Text(st_train_config=cfg, st_model_file=exp_dir / "model.pth", **common)
+            elif espnet_task == "slu":
+                from espnet2.bin.slu_inference import Speech2Understand
+
+                self.s2t = Speech2Understand(slu_train_config=cfg, slu_model_file=exp_dir / "model.pth",
+                                             **common)
             else:
                 from espnet2.bin.asr_inference import Speech2Text
 

@@ -1,8 +1,8 @@
 """Card -> ESPnet experiment directory for the tasks beyond plain ASR: SLU, ST and TTS.
 
 Each is built through ESPnet's own task class, like the ASR cards (bench/zoo/build.py):
-SLU through ASRTask (ESPnet's SLURP recipe is an ASR task whose transcript starts with the
-intent), ST through STTask, TTS through TTSTask or, for GAN models such as VITS, GANTTSTask.
+SLU through ASRTask (ESPnet's SLURP asr1 recipe is an ASR task whose transcript starts with
+the intent) or, where a card says `espnet_task: slu`, SLUTask (the slu1 recipe), ST through STTask, TTS through TTSTask or, for GAN models such as VITS, GANTTSTask.
 The directory holds config.yaml and model.pth with paths relative to it, so ESPnet's own
 inference classes load it through `resolved_config`, like an ASR experiment.
 """
@@ -17,7 +17,8 @@ from bench.zoo.cards import Card, CardError, card_file
 from bench.zoo.tokens import write_tokens
 
 # ESPnet's task classes by the name its recipes use (asr.sh, st.sh, tts.sh --tts_task).
-ESPNET_TASKS = {"asr": "espnet2.tasks.asr:ASRTask", "st": "espnet2.tasks.st:STTask",
+ESPNET_TASKS = {"asr": "espnet2.tasks.asr:ASRTask", "slu": "espnet2.tasks.slu:SLUTask",
+                "st": "espnet2.tasks.st:STTask",
                 "tts": "espnet2.tasks.tts:TTSTask", "gan_tts": "espnet2.tasks.gan_tts:GANTTSTask"}
 # A card's task -> the ESPnet task that builds it, unless model.espnet_task says otherwise.
 DEFAULT_ESPNET_TASK = {"asr": "asr", "slu": "asr", "st": "st", "tts": "tts"}
@@ -69,12 +70,29 @@ def build_task_exp_dir(card: Card, exp_dir: Path) -> Path:
         model = task.build_model(_namespace(cfg))
     if kind == "file":
         model.load_state_dict(load_checkpoint(card_file(card, arg)))
+    _set_parameters(card, model)
     torch.save(model.state_dict(), exp_dir / "model.pth")
     if card.model.get("vocoder"):
         from bench.zoo.build_tts import build_vocoder
 
         build_vocoder(card, exp_dir / "vocoder", seed)
     return exp_dir
+
+
+def _set_parameters(card: Card, model) -> None:
+    """Fill named parameters with the values the card gives (model.set_parameters), after the
+    seeded initialisation: e.g. a FastSpeech2 duration predictor that random weights would
+    make predict a frame or two for a whole sentence."""
+    import torch
+
+    wanted = card.model.get("set_parameters") or {}
+    params = dict(model.named_parameters())
+    for name, value in wanted.items():
+        if name not in params:
+            raise CardError(f"{card.path}: model.set_parameters names {name!r}, which the model "
+                            f"does not have")
+        with torch.no_grad():
+            params[name].fill_(float(value))
 
 
 def _write_stats(card: Card, exp_dir: Path, args: dict) -> dict:

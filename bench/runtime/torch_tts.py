@@ -1,0 +1,97 @@
+"""The PyTorch reference: ESPnet's own Text2Speech on the card's experiment directory.
+
+FastSpeech2: Text2Speech as it is, with the experiment's HiFiGAN as its vocoder.
+VITS: ESPnet's VITS.inference with the card's fixed durations (Text2Speech passes durations
+only with teacher forcing) and with the flow's noise drawn by bench.runtime.onnx_tts.vits_noise:
+torch.randn_like is patched for the call to hand back that draw, the same the ONNX graph
+gets as an input; the patch checks the shape, so ESPnet drawing anything else fails loudly.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+
+from bench.runtime.onnx_tts import PhonemeTokens, Synthesis, vits_durations, vits_noise
+
+
+@contextlib.contextmanager
+def fixed_randn_like(noise):
+    import torch
+
+    real = torch.randn_like
+    calls = []
+
+    def randn_like(t, *args, **kwargs):
+        if tuple(t.shape) != tuple(noise.shape) or calls:
+            raise RuntimeError(f"unexpected torch.randn_like{tuple(t.shape)} in VITS inference "
+                               f"(the given noise is {tuple(noise.shape)}, used once)")
+        calls.append(1)
+        return noise.to(dtype=t.dtype, device=t.device)
+
+    torch.randn_like = randn_like
+    try:
+        yield calls
+    finally:
+        torch.randn_like = real
+
+
+class TorchText2Speech:
+    def __init__(self, exp_dir: Path, decode: dict, threads: int = 1, device: str = "cpu"):
+        import torch
+        from espnet2.bin.tts_inference import Text2Speech
+
+        from bench.zoo.build import resolved_config
+
+        torch.set_num_threads(threads)
+        exp_dir = Path(exp_dir)
+        self.decode, self.device = decode, device
+        kw = {k: decode[k] for k in ("speed_control_alpha", "noise_scale", "noise_scale_dur",
+                                     "use_teacher_forcing") if k in decode}
+        with resolved_config(exp_dir) as cfg:
+            self.t2s = Text2Speech(train_config=cfg, model_file=exp_dir / "model.pth",
+                                   device=device, **kw)
+        self.kind = {"FastSpeech2": "fastspeech2", "VITS": "vits"}.get(type(self.t2s.tts).__name__)
+        if self.kind is None:
+            raise NotImplementedError(f"{exp_dir}: no reference for {type(self.t2s.tts).__name__}")
+        if self.kind == "fastspeech2":
+            from bench.zoo.build_tts import load_vocoder
+
+            vocoder = load_vocoder(exp_dir)  # HiFiGAN instead of Text2Speech's Griffin-Lim
+            vocoder.generator.to(device)
+            self.t2s.vocoder = vocoder
+        else:
+            vits_durations(1, decode)
+        self.tokens = PhonemeTokens(exp_dir)
+        self.sample_rate = int(self.t2s.fs)
+
+    def token_ids(self, text: str):
+        """ESPnet's own preprocess on the validated, single-spaced phoneme string."""
+        symbols = self.tokens.split(text)
+        return self.t2s.preprocess_fn("<dummy>", {"text": " ".join(symbols)})["text"]
+
+    def __call__(self, text: str) -> Synthesis:
+        import torch
+
+        ids = torch.as_tensor(self.token_ids(text), device=self.device)
+        with torch.no_grad():
+            if self.kind == "fastspeech2":
+                wav = self.t2s(ids)["wav"]
+            else:
+                d = self.decode
+                durations = vits_durations(len(ids), d)[0]
+                gen = self.t2s.tts.generator
+                channels = gen.text_encoder.proj.out_channels // 2
+                noise = torch.from_numpy(vits_noise(int(d.get("seed", 0)), channels,
+                                                    int(durations.sum())))
+                with fixed_randn_like(noise) as calls:
+                    wav = self.t2s.tts.inference(
+                        text=ids, durations=torch.from_numpy(durations).to(self.device),
+                        noise_scale=d.get("noise_scale", 0.667),
+                        noise_scale_dur=d.get("noise_scale_dur", 0.8),
+                        alpha=d.get("speed_control_alpha", 1.0))["wav"]
+                if not calls:
+                    raise RuntimeError("VITS inference drew no flow noise: the patch missed it")
+        return Synthesis(wave=wav.detach().cpu().numpy().reshape(-1).astype(np.float32),
+                         sample_rate=self.sample_rate)
