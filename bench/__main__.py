@@ -91,10 +91,14 @@ def cmd_baseline_update(a) -> int:
 
 
 def cmd_table(a) -> int:
-    from bench.report.table import markdown_table
+    from bench.report.table import markdown_table, speedup_table
     from bench.results import load_results
 
-    print(markdown_table(load_results(a.results), card=a.card))
+    docs = [load_results(r) for r in a.results]
+    if a.speedups:
+        print(speedup_table(docs))
+    else:
+        print("\n\n".join(markdown_table(d, card=a.card) for d in docs))
     return 0
 
 
@@ -202,9 +206,11 @@ def main(argv=None) -> int:
                     help="take the figures of cases whose gate failed as the new baseline")
     bu.set_defaults(func=cmd_baseline_update)
 
-    t = sub.add_parser("table", help="print a results document as a Markdown table")
-    t.add_argument("results", help="a results.json")
+    t = sub.add_parser("table", help="print results documents as Markdown tables")
+    t.add_argument("results", nargs="+", help="results.json files")
     t.add_argument("--card", help="only this card")
+    t.add_argument("--speedups", action="store_true",
+                   help="one row a card: each variant's speedup beside the paper's figure for its task")
     t.set_defaults(func=cmd_table)
 
     st = sub.add_parser("selftest", help="measure the gate's false-alarm and miss rates")

@@ -177,6 +177,11 @@ def test_tts_text_that_cannot_be_spoken_names_file_and_line(tmp_path):
     (d / "text").write_text("a HELLO WORLD\nb 日本語 TEXT\n")
     with pytest.raises(DataDirError, match=r"sentences/text:2: utterance 'b': .*'日' \(U\+65E5\)"):
         load_eval_set(card, d)
+    # in a run: the case is an error with that message (the data is read before any model is built)
+    from bench.cases import BenchSession, run_case
+
+    case = run_case(BenchSession(threads=1, fast=True, data_dir=str(d)), card, "onnx", "cpu")
+    assert case["status"] == "error" and "sentences/text:2: utterance 'b'" in case["error"]
     (d / "text").write_text("a HELLO WORLD.\nb SEVEN\n")
     items = load_eval_set(card, d)
     assert [i.phonemes for i in items] == ["HH AH0 L OW1 W ER1 L D .", "S EH1 V AH0 N"]

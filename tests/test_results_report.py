@@ -179,3 +179,18 @@ def test_harness_modules_never_import_torch():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_speedup_table_puts_each_variant_beside_the_papers_figure():
+    from bench.report.table import speedup_table
+
+    doc = R.new_run({"class": "cpu-test"}, {}, "abc1234")
+    for task, card, variant, s in [("st", "st-x", "pytorch", None), ("st", "st-x", "onnx", 2.2),
+                                   ("tts", "tts-y", "onnx", 1.05), ("tts", "tts-y", "onnx-int8", 0.9)]:
+        c = R.make_case(task, card, variant, "cpu")
+        c["metrics"]["speedup"], c["metrics"]["speedup_ci95"] = s, [s - 0.1, s + 0.1] if s else None
+        R.add_case(doc, c)
+    lines = speedup_table([doc]).splitlines()
+    assert lines[0] == "| task | card | onnx | onnx-int8 | paper (CPU) |"
+    assert lines[2] == "| st | st-x | 2.20 [2.10, 2.30] | - | about 2x |"
+    assert lines[3] == "| tts | tts-y | 1.05 [0.95, 1.15] | 0.90 [0.80, 1.00] | 1.3x |"

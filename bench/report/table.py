@@ -40,3 +40,30 @@ def markdown_table(doc: Mapping, card: str | None = None) -> str:
                 f"`{run['machine']['class']}` ({run['machine'].get('cpu')}), "
                 f"{run.get('threads')} threads.")
     return "\n".join(rows)
+
+
+# Someki et al. (2022), ESPnet-ONNX: the CPU speedups the paper reports per task.
+PAPER_CPU_SPEEDUP = {"asr": "about 2x", "slu": "about 2x", "st": "about 2x", "tts": "1.3x"}
+
+
+def speedup_table(docs: list[Mapping]) -> str:
+    """One row a card: each variant's speedup [95% CI] beside the paper's figure for the task."""
+    variants, rows = [], {}
+    for doc in docs:
+        for c in doc["cases"]:
+            if c["variant"] == "pytorch" or c["status"] != "ok":
+                continue
+            if c["variant"] not in variants:
+                variants.append(c["variant"])
+            m = c["metrics"]
+            ci = m.get("speedup_ci95") or [None, None]
+            rows.setdefault((c["task"], c["card"]), {})[c["variant"]] = \
+                f"{_num(m.get('speedup'))} [{_num(ci[0])}, {_num(ci[1])}]"
+    out = ["| task | card | " + " | ".join(variants) + " | paper (CPU) |",
+           "|---|---|" + "---|" * len(variants) + "---|"]
+    for (task, card), by_variant in sorted(rows.items()):
+        out.append(f"| {task} | {card} | " + " | ".join(by_variant.get(v, "-") for v in variants)
+                   + f" | {PAPER_CPU_SPEEDUP.get(task, '-')} |")
+    runs = ", ".join(f"{d['run']['id']} (commit {str(d['run'].get('git_commit'))[:10]})" for d in docs)
+    out += ["", f"Speedup vs PyTorch [95% CI]; runs {runs}."]
+    return "\n".join(out)
