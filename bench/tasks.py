@@ -1,6 +1,7 @@
-"""What differs between tasks: which ESPnet task builds the model, how it is exported and
-run, and how its output is scored. Adding a task is one entry here plus its suite file
-(suites/test_<task>.py).
+"""What differs between tasks: the exporter and runtime family (speech in, text out; or text in,
+speech out) and how the output is scored. Adding a task is one entry here plus its suite file
+(suites/test_<task>.py); the ESPnet task that builds a card's model is in
+bench/zoo/build_tasks.py.
 
 Every scorer takes the references, the variant's outputs and the PyTorch reference's outputs
 and returns (metrics, notes): metrics are results-schema keys (bench.results.METRIC_KEYS),
