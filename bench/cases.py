@@ -83,10 +83,6 @@ def decode_all(rec, utts: list) -> Decoded:
     return out
 
 
-def output_seconds(o) -> float:
-    return o.wave.shape[0] / o.sample_rate
-
-
 def device_available(device: str) -> str | None:
     """None if the device can run here, else the reason it cannot."""
     if device == "cpu":
@@ -151,10 +147,10 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     m = case["metrics"]
     case["n_utterances"] = len(utts)
     # audio in for speech input, audio out for TTS (its RTF is over the output)
-    item_audio = [output_seconds(o) for o in out.outputs] if tts else [u.seconds for u in utts]
+    item_audio = [o.seconds for o in out.outputs] if tts else [u.seconds for u in utts]
     case["audio_seconds"] = round(sum(item_audio), 3)
     refs = [u.text for u in utts]
-    if str(card.model.get("weights", "")).startswith("random:"):
+    if card.random_weights:
         # a random model's output is noise: its WER or BLEU would be a number without meaning
         refs = [None] * len(utts)
         case["settings"]["references"] = ("not scored: random weights; agreement with PyTorch "

@@ -26,9 +26,14 @@ def _tokens(outs):
     return [o.tokens for o in outs]
 
 
+def _has_references(refs) -> bool:
+    # None: no text file, or random weights (bench.cases): nothing to score against
+    return bool(refs) and all(r is not None for r in refs)
+
+
 def score_asr(refs, outs, ref_outs):
     m = {"agreement_ter": agreement_ter(_tokens(ref_outs), _tokens(outs))}
-    if all(r is not None for r in refs):
+    if _has_references(refs):
         m.update(wer_cer(refs, [o.text for o in outs]))
     return m, {}
 
@@ -42,7 +47,7 @@ def split_intent(text: str) -> tuple[str, str]:
 def score_slu(refs, outs, ref_outs):
     """Intent accuracy (the first word, exactly) and WER/CER of the transcript after it."""
     m = {"agreement_ter": agreement_ter(_tokens(ref_outs), _tokens(outs))}
-    if all(r is not None for r in refs) and refs:
+    if _has_references(refs):
         want = [split_intent(r) for r in refs]
         got = [split_intent(o.text) for o in outs]
         m["intent_acc"] = 100.0 * sum(g[0] == w[0] for g, w in zip(got, want)) / len(refs)
@@ -56,7 +61,7 @@ def score_st(refs, outs, ref_outs):
 
     m = {"agreement_ter": agreement_ter(_tokens(ref_outs), _tokens(outs))}
     notes = {}
-    if all(r is not None for r in refs) and refs:
+    if _has_references(refs):
         bleu = sacrebleu.metrics.BLEU()
         m["bleu"] = bleu.corpus_score([o.text for o in outs], [refs]).score
         notes["bleu_signature"] = str(bleu.get_signature())

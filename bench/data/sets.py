@@ -60,7 +60,7 @@ def load_text_set(card: Card, data_dir: str | os.PathLike | None = None) -> list
     """TTS inputs as ARPAbet phonemes from eSpeak NG (bench.data.phonemes): the sentences of a
     data dir's `text` file (id, sentence), else the first n sentences of a corpus split of
     the grammar (no audio is generated). A line that cannot be spoken names its file and line."""
-    from bench.data.phonemes import english_to_arpabet
+    from bench.data.phonemes import english_to_arpabet, english_to_arpabet_many
 
     if data_dir:
         from bench.data.kaldi import DataDirError, read_table
@@ -84,9 +84,10 @@ def load_text_set(card: Card, data_dir: str | os.PathLike | None = None) -> list
         raise CardError(f"{card.path}: data.corpus {kind!r} / data.split {split!r} is not a corpus "
                         f"split (corpora: {', '.join(SPECS)})")
     sentences = draw_sentences(SPECS[kind], int(card.data.get("seed", 0)))[split]
-    n = int(card.data.get("n_utterances", len(sentences)))
-    return [TextItem(f"{kind}-{split}-{i:05d}", s.english, english_to_arpabet(s.english + "."),
-                     f"grammar:{kind}/{split}") for i, s in enumerate(sentences[:n])]
+    sentences = sentences[:int(card.data.get("n_utterances", len(sentences)))]
+    phonemes = english_to_arpabet_many([s.english + "." for s in sentences])  # one library load
+    return [TextItem(f"{kind}-{split}-{i:05d}", s.english, p, f"grammar:{kind}/{split}")
+            for i, (s, p) in enumerate(zip(sentences, phonemes))]
 
 
 def parse_rate(value) -> int:

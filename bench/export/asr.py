@@ -88,6 +88,11 @@ class EncoderGraph(torch.nn.Module):
             return enc
         return enc, self.ctc.log_softmax(enc)
 
+    def encoded(self, speech: torch.Tensor) -> torch.Tensor:
+        """Only the encoder output, whichever outputs the graph has."""
+        out = self(speech)
+        return out[0] if self.ctc is not None else out
+
 
 class DecoderStepGraph(torch.nn.Module):
     """ESPnet's TransformerDecoder.forward_one_step with a stacked cache.
@@ -127,7 +132,7 @@ def export_asr(model, out_dir: Path, opset: int = OPSET) -> dict:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python asserts on shapes
         has_ctc = enc_graph.ctc is not None
-        enc = enc_graph(speech)[0] if has_ctc else enc_graph(speech)
+        enc = enc_graph.encoded(speech)
         outputs = ["enc", "ctc_logp"] if has_ctc else ["enc"]
         torch.onnx.export(
             enc_graph, (speech,), str(out_dir / "encoder.onnx"), dynamo=False,
@@ -164,8 +169,7 @@ def min_samples(model, enc_graph) -> int:
     with torch.no_grad():
         for frames in range(1, 64):
             try:
-                out = enc_graph(torch.zeros(1, (frames - 1) * hop + 1))
-                if (out[0] if isinstance(out, tuple) else out).shape[1] > 0:
+                if enc_graph.encoded(torch.zeros(1, (frames - 1) * hop + 1)).shape[1] > 0:
                     return (frames - 1) * hop + 1
             except Exception:  # ESPnet raises TooShortUttError, or a conv fails
                 continue

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from bench.export.rewrites import rewrite_for_export
-from bench.optimize.verify import VariantCheckError
+from bench.optimize.verify import VariantCheckError, check_session
 
 EXPORTER_VERSION = "tts-1"
 OPSET = 17
@@ -40,14 +40,6 @@ CHECK_TOKENS = (5, 23, 71)
 
 
 # ---------------------------------------------------------------- shared pieces
-
-
-def _session(path: Path):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 4  # a failure is reported in our message, not ORT's log
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 class InGraphScaledPositionalEncoding(torch.nn.Module):
@@ -351,11 +343,11 @@ def check_tts_variant(plain_dir: Path, variant_dir: Path, meta: dict, atol: floa
     the length; returns the max abs differences (and any output length differences).
     """
     plain_dir, variant_dir = Path(plain_dir), Path(variant_dir)
-    plain = {g: _session(plain_dir / g) for g in meta["graphs"]}
+    plain = {g: check_session(plain_dir / g) for g in meta["graphs"]}
     variant = {}
     for g in meta["graphs"]:
         try:
-            variant[g] = _session(variant_dir / g)
+            variant[g] = check_session(variant_dir / g)
         except Exception as e:
             raise VariantCheckError(f"{variant_dir / g}: cannot load: "
                                     f"{str(e).strip().splitlines()[-1][:200]}") from e

@@ -20,7 +20,7 @@ class VariantCheckError(RuntimeError):
     """A derived graph that fails to run or disagrees with the plain export."""
 
 
-def _session(path: Path):
+def check_session(path: Path):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -44,8 +44,8 @@ def _compare(name: str, got: list, want: list, atol: float | None) -> float:
 def check_variant(plain: Path, variant: Path, meta: dict, atol: float | None) -> dict:
     """Raise VariantCheckError naming the graph and the input length; else the max errors."""
     rng = np.random.default_rng(0)
-    enc_p, enc_v = _session(plain / "encoder.onnx"), _session(variant / "encoder.onnx")
-    dec_p, dec_v = _session(plain / "decoder.onnx"), _session(variant / "decoder.onnx")
+    enc_p, enc_v = check_session(plain / "encoder.onnx"), check_session(variant / "encoder.onnx")
+    dec_p, dec_v = check_session(plain / "decoder.onnx"), check_session(variant / "decoder.onnx")
     report = {}
     for secs in CHECK_SECONDS:
         speech = (rng.standard_normal((1, int(16000 * secs))) * 0.1).astype(np.float32)

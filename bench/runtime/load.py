@@ -5,9 +5,9 @@ the ESPnet task that built it), so a child process needs only the artifact's pat
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from bench.artifacts import artifact_info
 from bench.variants import get_variant
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"],
@@ -15,7 +15,7 @@ PROVIDERS = {"cpu": ["CPUExecutionProvider"],
 
 
 def _artifact_task(artifact: Path) -> tuple[str, str]:
-    info = json.loads((artifact / "artifact.json").read_text())
+    info = artifact_info(artifact)
     return info.get("family", "speech2text"), info.get("espnet_task", "asr")
 
 

@@ -21,6 +21,10 @@ class Synthesis:
     wave: np.ndarray  # float32, (samples,)
     sample_rate: int
 
+    @property
+    def seconds(self) -> float:
+        return self.wave.shape[0] / self.sample_rate
+
 
 class PhonemeTokens:
     """Phoneme string -> ids, as ESPnet's Text2Speech preprocess does with g2p and cleaner

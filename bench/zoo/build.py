@@ -6,7 +6,6 @@ absolute for ESPnet, so an artifact can move (cache, device machine) and still l
 """
 from __future__ import annotations
 
-import importlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -172,10 +171,9 @@ class resolved_config:
 def load_model(exp_dir: Path, espnet_task: str = "asr"):
     """The ESPnet model of an experiment directory, in eval mode (for export).
     `espnet_task`: the name of the ESPnet task that built it (bench.zoo.build_tasks.ESPNET_TASKS)."""
-    from bench.zoo.build_tasks import ESPNET_TASKS
+    from bench.zoo.build_tasks import task_class
 
-    module, cls = ESPNET_TASKS[espnet_task].split(":")
-    task = getattr(importlib.import_module(module), cls)
+    task = task_class(espnet_task)
     model_file = Path(exp_dir) / "model.pth"
     with resolved_config(exp_dir) as cfg:
         model = task.build_model(_namespace(cfg))

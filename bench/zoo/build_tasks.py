@@ -34,10 +34,15 @@ def espnet_task_name(card: Card) -> str:
     return name
 
 
-def espnet_task(card: Card):
-    # the task modules pull in much of ESPnet: import only the one a card needs, when needed
-    module, cls = ESPNET_TASKS[espnet_task_name(card)].split(":")
+def task_class(name: str):
+    """ESPnet's task class by its name in ESPNET_TASKS."""
+    # the task modules pull in much of ESPnet: import only the one needed, when needed
+    module, cls = ESPNET_TASKS[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def espnet_task(card: Card):
+    return task_class(espnet_task_name(card))
 
 
 def build_task_exp_dir(card: Card, exp_dir: Path) -> Path:

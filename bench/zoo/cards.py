@@ -37,6 +37,12 @@ class Card:
     description: str = ""
     path: str = ""
 
+    @property
+    def random_weights(self) -> bool:
+        """Seeded random weights (model.weights 'random:SEED', the default): speed and
+        agreement mean something, a score against references does not."""
+        return str(self.model.get("weights", "random:0")).startswith("random:")
+
     def content_hash(self) -> str:
         """Hash of everything that changes the built model or its export."""
         blob = json.dumps({"task": self.task, "model": self.model, "decode": self.decode},
