@@ -62,18 +62,14 @@ def cmd_export(a) -> int:
 
 
 def cmd_report(a) -> int:
-    from bench.report.html import render_report
-    from bench.results import ResultsError, load_results
+    from bench.report.html import render_report_files
 
-    docs = []
-    for p in a.results:
-        try:
-            docs.append(load_results(p))
-        except (ResultsError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    print(render_report(docs, a.output))
-    return 0
+    out, left = render_report_files(a.results, a.output, a.baselines)
+    for lo in left:
+        print(f"{'error' if lo.missing_evidence else 'note'}: {lo.source}: {lo.reason}", file=sys.stderr)
+    print(out)
+    # the report is written either way; a left-out document is missing evidence (NO-GO in it)
+    return 2 if any(lo.missing_evidence for lo in left) else 0
 
 
 def cmd_baseline_update(a) -> int:
@@ -192,9 +188,15 @@ def main(argv=None) -> int:
     e.add_argument("card", help="a built-in card name or a card file")
     e.set_defaults(func=cmd_export)
 
-    rep = sub.add_parser("report", help="merge results documents into one HTML report")
-    rep.add_argument("results", nargs="+", help="results.json files")
+    rep = sub.add_parser("report", help="merge results documents into one HTML report",
+                         epilog="exit status: 0 written; 2 written, but an input could not be read "
+                                "(the report lists it and says NO-GO)")
+    rep.add_argument("results", nargs="+",
+                     help="results.json files, or run folders holding one (e.g. reports/runs/*): "
+                          "the latest run of each case decides, the older ones are history")
     rep.add_argument("-o", "--output", default=str(reports_dir() / "report.html"))
+    rep.add_argument("--baselines", default=str(baselines_dir()),
+                     help="baseline files, to show what differs from their environment")
     rep.set_defaults(func=cmd_report)
 
     b = sub.add_parser("baseline", help="baseline files")

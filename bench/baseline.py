@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from bench.results import case_key, validate_results, write_json_atomic
+from bench.results import case_key, run_environment, validate_results, write_json_atomic
 
 __all__ = [
     "SCHEMA", "DEFAULT_TOLERANCES", "BASELINE_METRICS", "BaselineError",
@@ -314,7 +314,8 @@ def update_baselines(results_doc: dict, baselines_dir: str | os.PathLike, *,
         if c["status"] == "ok":
             doc["cases"][case_key(c)] = _entry_from_case(c)
     doc["cases"] = dict(sorted(doc["cases"].items()))
+    # the environment too, so a report can say what differs between the bar and a new run
     doc["created_from"] = {"run_id": run["id"], "git_commit": run.get("git_commit"),
-                           "started": run["started"]}
+                           "started": run["started"], "environment": run_environment(run)}
     _validate(doc, str(path))
     return write_json_atomic(path, doc)

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 __all__ = [
     "SCHEMA", "STATUSES", "VERDICTS", "METRIC_KEYS", "ResultsError",
-    "new_run", "make_case", "case_key", "add_case", "set_error", "set_skipped",
+    "new_run", "make_case", "case_key", "run_environment", "add_case", "set_error", "set_skipped",
     "validate_results", "load_results", "write_json_atomic", "append_utterances_jsonl",
 ]
 
@@ -80,6 +80,24 @@ def make_case(task: str, card: str, variant: str, device: str) -> dict:
 def case_key(case: Mapping[str, Any]) -> str:
     """``task/card/variant/device``: the case's identity in baselines and reports."""
     return f"{case['task']}/{case['card']}/{case['variant']}/{case['device']}"
+
+
+# The run fields that can change a figure without any change to the model: the report lists
+# those that differ between a run and the run its baselines came from.
+ENVIRONMENT_FIELDS = ("threads", "ort_providers", "fast", "data_dir")
+
+
+def run_environment(run: Mapping[str, Any]) -> dict[str, Any]:
+    """A flat ``{"machine.cpu": ..., "libraries.torch": ..., "threads": ...}`` of a run."""
+    env: dict[str, Any] = {}
+    for k, v in sorted((run.get("machine") or {}).items()):
+        env[f"machine.{k}"] = v
+    for k, v in sorted((run.get("libraries") or {}).items()):
+        env[f"libraries.{k}"] = v
+    for k in ENVIRONMENT_FIELDS:
+        if k in run:
+            env[k] = run[k]
+    return env
 
 
 def add_case(doc: dict, case: dict) -> dict:

@@ -119,14 +119,14 @@ class SuiteRun:
     def finish(self, interrupted: bool = False) -> None:
         if not self.doc.get("cases"):
             return
-        from bench.report.html import render_report
+        from bench.report.html import render_report_files
 
         run_dir = self.out_dir / "runs" / self.doc["run"]["id"]
         run_dir.mkdir(parents=True, exist_ok=True)
         self.doc["run"]["partial"] = interrupted
         write_json_atomic(run_dir / "results.json", self.doc)
         append_utterances_jsonl(run_dir / "utterances.jsonl", self.session.utterances)
-        render_report([self.doc], run_dir / "report.html")
+        render_report_files([run_dir / "results.json"], run_dir / "report.html", self.baselines)
         if interrupted:
             # the last complete run's files stay where release decisions read them
             print(f"\ninterrupted: partial results kept apart in {run_dir}")

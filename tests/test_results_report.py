@@ -1,4 +1,6 @@
-"""Results documents (schema, atomic writes, utterance logs) and the HTML report."""
+"""Results documents (schema, atomic writes, utterance logs); the markdown tables.
+
+The HTML report has its own tests: test_report.py, test_report_browser.py."""
 import json
 import os
 import re
@@ -7,7 +9,6 @@ import numpy as np
 import pytest
 
 from bench import results as R
-from bench.report.html import overall_verdict, render_report
 
 MACHINE = {"class": "cpu-x86_64-avx512vnni-2c", "cpu": "Test CPU", "cores": 2, "gpu": None,
            "isa": ["avx2", "avx512f"]}
@@ -122,48 +123,6 @@ def test_append_utterances_jsonl(tmp_path):
                         "id": "u1", "duration": 1.5, "seconds": 0.1,
                         "hypothesis": "héllo", "reference": "hello"}
     assert lines[1] == {"id": "u2", "seconds": 0.2}
-
-
-# ---------------------------------------------------------------- report
-
-def test_report_go_when_all_pass(tmp_path):
-    doc = _doc()
-    R.add_case(doc, _ok_case())
-    R.add_case(doc, _ok_case(variant="onnx-int8", verdict="new", reasons=["no baseline"]))
-    out = render_report([doc], tmp_path / "report.html")
-    text = out.read_text(encoding="utf-8")
-    assert overall_verdict([doc]) == ("GO", [])
-    assert ">GO<" in text and "NO-GO" not in text
-    assert "asr-tiny" in text and "2.00 [1.80, 2.20]" in text and "140.0" in text
-    assert "deadbeef" in text and "1.23.2" in text and "Test CPU" in text
-    assert "http://" not in text and "https://" not in text and "<script" not in text
-
-
-def test_report_no_go_on_fail_or_error_and_escapes(tmp_path):
-    doc = _doc()
-    R.add_case(doc, _ok_case(verdict="fail", reasons=["speedup fell: measured 1.10 < 1.70"]))
-    bad = R.make_case("st", "st-tiny", "onnx-int8", "cpu")
-    R.set_error(bad, "<script>alert('x')</script> & friends")
-    R.add_case(doc, bad)
-    other = _doc()
-    other["run"]["machine"]["class"] = "gpu-<b>evil</b>"
-    R.add_case(other, _ok_case(variant="onnx-fp16"))
-    out = render_report([doc, other], tmp_path / "r.html")
-    text = out.read_text(encoding="utf-8")
-    verdict, why = overall_verdict([doc, other])
-    assert verdict == "NO-GO" and len(why) == 2
-    assert ">NO-GO<" in text
-    assert "<script>" not in text and "&lt;script&gt;" in text
-    assert "&amp; friends" in text
-    assert "<b>evil</b>" not in text and "gpu-&lt;b&gt;evil&lt;/b&gt;" in text
-    assert "speedup fell: measured 1.10 &lt; 1.70" in text
-    assert "Task: asr" in text and "Task: st" in text
-    assert 'class="fail"' in text and 'class="error"' in text and 'class="pass"' in text
-
-
-def test_report_with_no_cases_is_no_go(tmp_path):
-    text = render_report([_doc()], tmp_path / "r.html").read_text()
-    assert ">NO-GO<" in text and "nothing to decide" in text
 
 
 def test_harness_modules_never_import_torch():

@@ -42,9 +42,24 @@ def test_nightly_workflow_cpu_gpu_and_merged_report():
 
 
 def test_report_job_needs_no_torch():
-    """The merge job installs only pandas, pyyaml, numpy and psutil: `bench report` must not
-    pull in torch, espnet or onnxruntime."""
+    """The merge job installs only pandas, pyyaml, numpy, psutil and matplotlib: `bench report`
+    must not pull in torch, espnet, onnxruntime or the metric libraries, and must find what
+    it does import in the job's install line."""
     code = ("import sys, bench.__main__, bench.report.html, bench.results; "
-            "bad = [m for m in ('torch', 'espnet', 'espnet2', 'onnxruntime') if m in sys.modules]; "
-            "sys.exit(1 if bad else 0)")
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+            "bad = [m for m in ('torch', 'espnet', 'espnet2', 'onnxruntime', 'jiwer', 'sacrebleu') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs = load("nightly.yml")["jobs"]
+    for package in ("pandas", "matplotlib"):
+        assert package in runs(jobs["report"]), package
+
+
+def test_ci_installs_the_browser_and_requires_it():
+    """A browser test that skips in CI would be a test that cannot fail."""
+    ci = (WORKFLOWS.parent.parent / ".ci" / "run").read_text()
+    assert ".ci/install-chromium" in ci and "BENCH_REQUIRE_CHROMIUM=1" in ci
+    steps = load("pull-request.yml")["jobs"]["tests"]["steps"]
+    test_step = next(s for s in steps if "./run tests" in s.get("run", ""))
+    assert test_step["env"]["BENCH_REQUIRE_CHROMIUM"] == "1"
+    assert any(".ci/install-chromium" in s.get("run", "") for s in steps)
