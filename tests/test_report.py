@@ -53,9 +53,11 @@ def test_errors_noise_and_interrupted_runs_are_no_go(tmp_path):
     doc = run_doc(CLASS_A, 21, partial=True)
     R.set_error(doc["cases"][1], "<script>alert('x')</script> & friends")
     doc["cases"][2]["gate"] = {"verdict": "invalid", "reasons": ["interval too wide"]}
+    doc["cases"][3].update(status="partial", error="12 of 40 utterances")
     verdict, why = _verdict([write_run(tmp_path / "a", doc)])
     texts = [t for t, _ in why]
-    assert verdict == "NO-GO" and len(why) == 3
+    assert verdict == "NO-GO" and len(why) == 4
+    assert any("measured only in part: 12 of 40" in t for t in texts)
     assert any("could not run" in t for t in texts) and any("too noisy" in t for t in texts)
     assert any("interrupted" in t for t in texts)
     html = render_report([doc], tmp_path / "r.html").read_text()

@@ -38,7 +38,7 @@ table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 th,td{border:1px solid #bbb;padding:3px 6px;text-align:right;vertical-align:top;white-space:nowrap}
 th{background:#eee} td.txt{text-align:left}
 td.pass{background:#eefaee} td.fail{background:#fbe0e0} td.new{background:#e8f0fb}
-td.invalid{background:#fdf3d8} td.error{background:#f6c8c8} td.skipped{background:#f2f2f2;color:#777}
+td.invalid{background:#fdf3d8} td.partial{background:#fdf3d8} td.error{background:#f6c8c8} td.skipped{background:#f2f2f2;color:#777}
 td.reasons{text-align:left;min-width:24em;max-width:40em;white-space:pre-wrap}
 ul.why li{margin:.2em 0}
 dl.meta{display:grid;grid-template-columns:max-content auto;gap:2px 12px;font-size:.85em}
@@ -90,6 +90,8 @@ def decide(cur: pd.DataFrame, runs: Sequence[ReportRun], left_out: Sequence[Left
         link = "#" + _anchor(r["machine_class"], r["key"])
         if r["status"] == "error":
             why.append((f"{where}: could not run: {r['error']}", link))
+        if r["status"] == "partial":
+            why.append((f"{where}: measured only in part: {r['error']}", link))
         if r["verdict"] == "fail":
             why.append((f"{where}: gate failed: " + "; ".join(r["reasons"]), link))
         if r["verdict"] == "invalid":
@@ -148,7 +150,7 @@ def _case_table(cur: pd.DataFrame, task: str, table_id: str) -> str:
         row["verdict"] = _e(verdict)
         row["reasons"] = _e("\n".join(str(x) for x in reasons))
         rows.append(row)
-        tone = r["status"] if r["status"] in ("error", "skipped") else (r["verdict"] or "")
+        tone = r["status"] if r["status"] in ("error", "skipped", "partial") else (r["verdict"] or "")
         classes.append(tone)
     df = pd.DataFrame(rows)
     if cur["peak_gpu_mb"].isna().all():
