@@ -6,7 +6,7 @@ import pytest
 
 from bench import baseline as bl
 from bench.measure.stats import bootstrap_ci
-from bench.results import add_case, make_case, new_run, set_error, write_json_atomic
+from bench.results import add_case, make_case, new_run, run_environment, set_error, write_json_atomic
 
 CLASS = "cpu-x86_64-avx512vnni-2c"
 
@@ -134,7 +134,9 @@ def test_update_writes_file_and_preserves_tolerances_and_other_entries(tmp_path)
     e = new["cases"]["asr/asr-tiny/onnx-int8/cpu"]
     assert e["speedup"] == 2.0 and e["speedup_ci95"] == [1.8, 2.2] and e["wer"] == 3.0
     assert new["created_from"] == {"run_id": run["run"]["id"], "git_commit": "abc123",
-                                   "started": run["run"]["started"]}
+                                   "started": run["run"]["started"],
+                                   "environment": run_environment(run["run"])}
+    assert new["created_from"]["environment"]["libraries.onnxruntime"] == "1.23.2"
     assert all(t.get("why") for t in new["tolerances"].values())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
 
