@@ -17,7 +17,8 @@ from typing import Any, Iterable, Mapping
 __all__ = [
     "SCHEMA", "STATUSES", "VERDICTS", "METRIC_KEYS", "ResultsError",
     "new_run", "make_case", "case_key", "run_environment", "add_case", "set_error", "set_skipped",
-    "validate_results", "load_results", "write_json_atomic", "append_utterances_jsonl",
+    "validate_results", "load_results", "write_text_atomic", "write_json_atomic",
+    "append_utterances_jsonl",
 ]
 
 SCHEMA = "bench-results/1"
@@ -221,12 +222,11 @@ def _plain(obj: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as JSON to ``path`` so that readers see the old file or the new one,
-    never a half-written one: serialise fully first, write a temp file in the same
-    directory (same filesystem, so the rename is atomic), fsync, then ``os.replace``."""
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a
+    half-written one: a temp file in the same directory (same filesystem, so the rename is
+    atomic), fsync, then ``os.replace``."""
     path = Path(path)
-    text = json.dumps(_plain(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -242,6 +242,13 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
             pass
         raise
     return path
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Serialise ``obj`` fully first (a TypeError leaves the old file alone), then write it
+    atomically."""
+    text = json.dumps(_plain(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return write_text_atomic(path, text)
 
 
 def append_utterances_jsonl(path: str | os.PathLike, records: Iterable[Mapping[str, Any]],

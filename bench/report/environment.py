@@ -6,6 +6,7 @@ the verdict so the reader can tell which.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +15,14 @@ from bench.results import run_environment
 
 __all__ = ["BaselineEnvironment", "baseline_environment", "environment_diff"]
 
-# fields that differ on every run by nature, and so say nothing
-_IGNORED = {"machine.class"}
 
-
+@dataclass
 class BaselineEnvironment:
     """The baseline file of a machine class as the report sees it: where it came from, its
     environment (None when it records none) and a sentence when something is missing."""
-
-    def __init__(self, created_from: dict | None, environment: dict | None, problem: str | None):
-        self.created_from, self.environment, self.problem = created_from, environment, problem
+    created_from: dict | None
+    environment: dict | None
+    problem: str | None
 
 
 def baseline_environment(baselines_dir: str | Path, machine_class: str) -> BaselineEnvironment:
@@ -47,8 +46,6 @@ def environment_diff(run: dict, base_env: dict) -> list[tuple[str, Any, Any]]:
     env = run_environment(run)
     out = []
     for k in sorted(set(env) | set(base_env)):
-        if k in _IGNORED:
-            continue
         a, b = base_env.get(k, "(absent)"), env.get(k, "(absent)")
         if a != b:
             out.append((k, a, b))

@@ -15,12 +15,19 @@ from bench.results import case_key
 from bench.tasks import TASKS
 from bench.variants import REFERENCE, VARIANTS
 
-__all__ = ["QUALITY_KEYS", "cases_frame", "current_cases", "latency_frame", "variant_order"]
+__all__ = ["QUALITY_KEYS", "task_quality", "cases_frame", "current_cases", "latency_frame",
+           "variant_order"]
 
-# every quality metric of any task, in task order (each gets a "delta_<key>" column)
-QUALITY_KEYS = tuple(dict.fromkeys(k for t in TASKS.values() for k in t.quality)) + ("agreement_ter",)
+# every quality metric of any task, in task order (each gets a "delta_<key>" column);
+# agreement TER is already a comparison with PyTorch, so it has no delta
+QUALITY_KEYS = tuple(dict.fromkeys(k for t in TASKS.values() for k in t.quality))
 _SCALARS = ("rtf", "rtfx", "speedup", "first_call_ms", "load_ms", "peak_rss_mb", "peak_gpu_mb",
-            "model_mb") + QUALITY_KEYS
+            "model_mb", "agreement_ter") + QUALITY_KEYS
+
+
+def task_quality(task: str) -> tuple[str, ...]:
+    """The task's quality metrics, headline first; () for a task this version does not know."""
+    return TASKS[task].quality if task in TASKS else ()
 
 
 def _num(x):

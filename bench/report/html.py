@@ -22,9 +22,10 @@ import pandas as pd
 from bench.paths import baselines_dir as default_baselines_dir
 from bench.report import charts
 from bench.report.environment import baseline_environment, environment_diff
-from bench.report.frames import cases_frame, current_cases, latency_frame
+from bench.report.frames import QUALITY_KEYS, cases_frame, current_cases, latency_frame, task_quality
 from bench.report.inputs import LeftOut, ReportRun, load_inputs
-from bench.tasks import TASKS
+from bench.results import run_environment, write_text_atomic
+from bench.variants import REFERENCE
 
 __all__ = ["decide", "render_report_html", "render_report", "render_report_files"]
 
@@ -114,7 +115,7 @@ def decide(cur: pd.DataFrame, runs: Sequence[ReportRun], left_out: Sequence[Left
 def _quality_cell(r, key: str) -> str:
     value = _num(r[key], 2)
     delta = r.get(f"delta_{key}")
-    if r["variant"] == "pytorch" or _missing(delta) or value == "–":
+    if r["variant"] == REFERENCE or _missing(delta) or value == "–":
         return value
     return f"{value} (Δ {_num(delta, 2, signed=True)})"
 
@@ -122,8 +123,7 @@ def _quality_cell(r, key: str) -> str:
 def _case_table(cur: pd.DataFrame, task: str, table_id: str) -> str:
     """The variant x device table of one task on one machine class, built as a pandas frame
     and rendered with its Styler (cells pre-escaped here; colour by verdict via classes)."""
-    quality = [q for q in TASKS[task].quality if q in cur] if task in TASKS else []
-    quality = quality or [q for q in ("wer", "bleu", "intent_acc", "tts_distance") if cur[q].notna().any()]
+    quality = task_quality(task) or [q for q in QUALITY_KEYS if cur[q].notna().any()]
     rows, classes = [], []
     for _, r in cur.iterrows():
         sp = _num(r["speedup"], 2)
@@ -183,15 +183,12 @@ def _meta(run: ReportRun, baselines: Path) -> str:
     items: list[tuple[str, object]] = [("source", run.source), ("started", r.get("started")),
                                        ("git commit", r.get("git_commit")),
                                        ("partial (interrupted)", "yes" if run.partial else "no")]
-    for k, v in (r.get("machine") or {}).items():
+    for k, v in run_environment(r).items():
         if isinstance(v, (list, tuple)):
             v = " ".join(str(x) for x in v)
-        items.append((f"machine.{k}", v))
-    for k, v in (r.get("libraries") or {}).items():
-        items.append((k, v if v is not None else "not installed"))
-    for k in ("threads", "ort_providers", "fast", "data_dir"):
-        if k in r:
-            items.append((k, r[k]))
+        elif v is None and k.startswith("libraries."):
+            v = "not installed"
+        items.append((k, v))
     body = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
     out = [f'<h3 id="{_run_anchor(run.id)}">Run {_e(run.id)}</h3>', f'<dl class="meta">{body}</dl>']
     out += [f'<p class="warn">{_e(n)}</p>' for n in run.notes]
@@ -219,6 +216,7 @@ def render_report_html(runs: Sequence[ReportRun], left_out: Sequence[LeftOut] = 
                        baselines: str | os.PathLike | None = None,
                        title: str = "ESPnet ONNX benchmark") -> str:
     baselines = Path(baselines) if baselines else default_baselines_dir()
+    runs = sorted(runs, key=lambda r: (r.started, r.id))  # oldest first: history reads forward
     allc = cases_frame(runs)
     cur = current_cases(allc)
     lat = latency_frame(runs)
@@ -247,7 +245,7 @@ def render_report_html(runs: Sequence[ReportRun], left_out: Sequence[LeftOut] = 
     n = 0
     for task in sorted(set(allc["task"])) if not allc.empty else []:
         parts.append(f'<h2 id="task-{_e(task)}">Task: {_e(task)}</h2>')
-        quality = (TASKS[task].quality or ("agreement_ter",))[0] if task in TASKS else "agreement_ter"
+        quality = (task_quality(task) or ("agreement_ter",))[0]
         for mc in classes:
             c = cur[(cur["task"] == task) & (cur["machine_class"] == mc)]
             h = allc[(allc["task"] == task) & (allc["machine_class"] == mc)]
@@ -271,26 +269,16 @@ def render_report_html(runs: Sequence[ReportRun], left_out: Sequence[LeftOut] = 
     return "\n".join(parts)
 
 
-def _write_atomic(out_path: str | os.PathLike, text: str) -> Path:
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
-
-
 def render_report_files(paths: Iterable[str | os.PathLike], out_path: str | os.PathLike,
                         baselines: str | os.PathLike | None = None) -> tuple[Path, list[LeftOut]]:
     """The report of results files (or folders holding results.json, with the utterance log
     beside them), written atomically. Returns the path and the inputs that were left out."""
     runs, left = load_inputs(paths)
-    return _write_atomic(out_path, render_report_html(runs, left, baselines)), left
+    return write_text_atomic(out_path, render_report_html(runs, left, baselines)), left
 
 
 def render_report(results_docs: Iterable[Mapping], out_path: str | os.PathLike,
                   baselines: str | os.PathLike | None = None) -> Path:
     """The report of results documents already in memory (no utterance logs)."""
     runs = [ReportRun(Path("<memory>"), dict(d)) for d in results_docs]
-    runs.sort(key=lambda r: (r.started, r.id))
-    return _write_atomic(out_path, render_report_html(runs, (), baselines))
+    return write_text_atomic(out_path, render_report_html(runs, (), baselines))

@@ -81,8 +81,8 @@ def _read_utterances(path: Path, notes: list[str]) -> list[dict]:
 
 
 def load_inputs(paths: Iterable[str | Path]) -> tuple[list[ReportRun], list[LeftOut]]:
-    """Read each results document (a file, or a folder holding results.json), oldest run
-    first. Unreadable documents and repeats of a run already read come back as `LeftOut`."""
+    """Read each results document (a file, or a folder holding results.json), in the order
+    given. Unreadable documents and repeats of a run already read come back as `LeftOut`."""
     runs: list[ReportRun] = []
     left: list[LeftOut] = []
     seen: dict[str, Path] = {}
@@ -107,5 +107,4 @@ def load_inputs(paths: Iterable[str | Path]) -> tuple[list[ReportRun], list[Left
         notes: list[str] = []
         utterances = _read_utterances(path.with_name(UTTERANCE_LOG), notes)
         runs.append(ReportRun(path, doc, utterances, notes))
-    runs.sort(key=lambda r: (r.started, r.id))
     return runs, left
