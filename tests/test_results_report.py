@@ -153,3 +153,13 @@ def test_speedup_table_puts_each_variant_beside_the_papers_figure():
     assert lines[0] == "| task | card | onnx | onnx-int8 | paper (CPU) |"
     assert lines[2] == "| st | st-x | 2.20 [2.10, 2.30] | - | about 2x |"
     assert lines[3] == "| tts | tts-y | 1.05 [0.95, 1.15] | 0.90 [0.80, 1.00] | 1.3x |"
+
+
+def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path):
+    # mkstemp's 0600 would leave reports unreadable to the CI user that uploads or serves them
+    umask = os.umask(0o022)
+    try:
+        path = R.write_text_atomic(tmp_path / "report.html", "<html></html>")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
