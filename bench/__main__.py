@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from bench.paths import REPO_ROOT, baselines_dir, reports_dir
+from bench.signals import forward_stop_signals
 
 EXIT_HELP = """exit status of `run` (worst first): 1 a gate failed: a regression;
 3 a case could not run (status 'error': a harness or input error, the message names the file);
@@ -32,7 +33,9 @@ def cmd_run(a) -> int:
         args.append("--update-baselines")
     results = Path(a.out or reports_dir()) / "results.json"
     before = results.stat().st_mtime if results.exists() else None
-    code = subprocess.call(args + a.pytest_args, cwd=REPO_ROOT)
+    proc = subprocess.Popen(args + a.pytest_args, cwd=REPO_ROOT, start_new_session=True)
+    forward_stop_signals(proc)
+    code = proc.wait()
     if not results.exists() or results.stat().st_mtime == before:
         return code  # this run wrote no results (interrupted, usage error, no cases)
     return exit_code(json.loads(results.read_text()), code)

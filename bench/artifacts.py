@@ -68,6 +68,11 @@ def ensure_artifact(card: Card) -> Path:
     with file_lock(root / f".{final.name}.lock"):
         if (final / COMPLETE).exists():  # another process built it while we waited
             return final
+        # Builders hold this lock, so any temporary folder of this key left now is from a
+        # killed build (SIGKILL, power loss): nobody will finish it.
+        for stale in root.glob(f".{final.name}.*"):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
         try:
             _build(card, tmp, final.name)
@@ -117,7 +122,8 @@ def _build(card: Card, out: Path, key: str) -> None:
         variants[v.name] = {"settings": settings, "derive_s": round(time.perf_counter() - t, 2)}
     doc = {"card": card.name, "key": key, "family": family, "espnet_task": espnet_task,
            "export": meta, "variants": variants,
-           "build_s": round(t1 - t0, 2), "export_s": round(t2 - t1, 2)}
+           "build_s": round(t1 - t0, 2), "export_s": round(t2 - t1, 2),
+           "built_by": {"pid": os.getpid(), "host": os.uname().nodename}}
     (out / COMPLETE).write_text(json.dumps(doc, indent=2))
 
 

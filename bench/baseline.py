@@ -9,18 +9,32 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 from bench.results import case_key, run_environment, validate_results, write_json_atomic
 
 __all__ = [
-    "SCHEMA", "DEFAULT_TOLERANCES", "BASELINE_METRICS", "BaselineError",
+    "SCHEMA", "MIGRATIONS", "DEFAULT_TOLERANCES", "BASELINE_METRICS", "BaselineError",
     "baseline_path", "new_baseline", "load_baselines", "tolerances_for", "compare_case",
     "gate_case", "gate_results", "update_baselines",
 ]
 
-SCHEMA = "bench-baseline/1"
+SCHEMA = "bench-baseline/2"
+
+
+def _from_schema_1(doc: dict) -> dict:
+    """bench-baseline/1 (until 2026-11-22) did not record the environment of the run the
+    figures came from; /2 does (``created_from.environment``, null when unknown)."""
+    if isinstance(doc.get("created_from"), dict):
+        doc["created_from"].setdefault("environment", None)
+    doc["schema"] = "bench-baseline/2"
+    return doc
+
+
+# Each older schema this version still reads, with the step that lifts it one version up.
+MIGRATIONS = {"bench-baseline/1": _from_schema_1}
 
 # metric -> how it is gated. mode: "relative" (tolerance is a fraction of the baseline) or
 # "absolute" (in the metric's own units); worse: the direction that counts as a regression.
@@ -108,8 +122,25 @@ def _check_tol(spec: Any, where: str, source: str, partial: bool) -> None:
 def _validate(doc: Any, source: str) -> dict:
     if not isinstance(doc, dict):
         raise BaselineError(f"{source}: expected a JSON object")
-    if doc.get("schema") != SCHEMA:
-        raise BaselineError(f"{source}: schema: expected {SCHEMA!r}, got {doc.get('schema')!r}")
+    while doc.get("schema") in MIGRATIONS:
+        doc = MIGRATIONS[doc["schema"]](doc)
+    schema = doc.get("schema")
+    if schema != SCHEMA:
+        readable = ", ".join([SCHEMA, *MIGRATIONS])
+        why = ("written by a newer or unknown version of the harness: update the harness, or "
+               "rebuild the file with --update-baselines" if str(schema).startswith("bench-baseline/")
+               else "not a baseline file")
+        raise BaselineError(f"{source}: schema: got {schema!r}, this version reads {readable}; {why}")
+    created = doc.get("created_from")
+    if created is not None:
+        if not isinstance(created, dict):
+            raise BaselineError(f"{source}: created_from: expected an object or null, got {created!r}")
+        for field in ("run_id", "git_commit", "started"):
+            if created.get(field) is not None and not isinstance(created[field], str):
+                raise BaselineError(f"{source}: created_from.{field}: expected a string, "
+                                    f"got {created[field]!r}")
+        if created.get("environment") is not None and not isinstance(created["environment"], dict):
+            raise BaselineError(f"{source}: created_from.environment: expected an object or null")
     if not isinstance(doc.get("machine_class"), str) or not doc["machine_class"]:
         raise BaselineError(f"{source}: machine_class: expected a non-empty string")
     tols = doc.get("tolerances")
@@ -153,9 +184,16 @@ def load_baselines(path: str | os.PathLike) -> dict:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise BaselineError(f"{path}: cannot read: {e}") from e
+    except UnicodeDecodeError as e:
+        raise BaselineError(f"{path}: not UTF-8 text (byte {e.start}): not a baseline file") from e
     except json.JSONDecodeError as e:
         raise BaselineError(f"{path}: not valid JSON: {e}") from e
-    return _validate(doc, str(path))
+    old = doc.get("schema") if isinstance(doc, dict) else None
+    doc = _validate(doc, str(path))
+    if old in MIGRATIONS:  # said once per load, so nobody wonders why the next update rewrites it
+        print(f"{path}: read as {SCHEMA} (the file is {old}; the next baseline update "
+              f"writes it as {SCHEMA})", file=sys.stderr)
+    return doc
 
 
 # ---------------------------------------------------------------- compare

@@ -195,6 +195,8 @@ def load_results(path: str | os.PathLike) -> dict:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ResultsError(f"{path}: cannot read: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ResultsError(f"{path}: not UTF-8 text (byte {e.start}): not a results document") from e
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from bench.runner import SuiteRun
+from bench.signals import stop_signals_ignored, terminate_as_interrupt
 from bench.variants import VARIANTS
 from bench.zoo.cards import list_cards
 
@@ -56,8 +57,13 @@ def suite_run(pytestconfig):
     return run
 
 
+def pytest_configure(config):
+    terminate_as_interrupt()  # a cancelled job (SIGTERM) ends like Ctrl-C: partial results kept
+
+
 def pytest_sessionfinish(session, exitstatus):
     # Here, unlike in a fixture teardown, we know whether the run was interrupted.
     run = session.config.stash.get(RUN_KEY, None)
     if run is not None:
-        run.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+        with stop_signals_ignored():
+            run.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)

@@ -62,11 +62,16 @@ def test_good_card_runs(session, tmp_path):
     assert case["metrics"]["agreement_ter"] == 0.0
 
 
-@pytest.mark.parametrize("fault", ["missing", "corrupt"])
+@pytest.mark.parametrize("fault", ["missing", "corrupt", "truncated"])
 def test_bad_checkpoint(session, tmp_path, fault):
+    from bench.artifacts import ensure_artifact
+
     ckpt = tmp_path / "model.pth"
     if fault == "corrupt":
         ckpt.write_bytes(b"\x00not a checkpoint" * 10)
+    elif fault == "truncated":  # a copy cut short, as by a full disk
+        good = (ensure_artifact(card_variant(tmp_path, "good-card")) / "exp" / "model.pth").read_bytes()
+        ckpt.write_bytes(good[: len(good) // 2])
     case = run(session, card_variant(tmp_path, f"ckpt-{fault}", **{"model.weights": f"file:{ckpt}"}))
     assert case["status"] == "error"
     assert str(ckpt) in case["error"]
@@ -75,21 +80,74 @@ def test_bad_checkpoint(session, tmp_path, fault):
     assert run(session, card_variant(tmp_path, "good-after"))["status"] == "ok"
 
 
-@pytest.mark.parametrize("fault", ["missing", "corrupt", "empty", "8khz"])
+AUDIO_FAULTS = {"missing": "not found", "corrupt": "cannot decode", "empty": "empty",
+                "8khz": "8000 Hz", "nan": "NaN/inf samples", "truncated": "truncated",
+                "directory": "is a directory"}
+
+
+@pytest.mark.parametrize("fault", list(AUDIO_FAULTS))
 def test_bad_audio(session, tmp_path, fault):
     bad = tmp_path / f"bad-{fault}.wav"
+    noise = (np.random.default_rng(0).standard_normal(16000) * 0.1).astype(np.float32)
     if fault == "corrupt":
         bad.write_bytes(np.random.default_rng(0).bytes(5000))
     elif fault == "empty":
         sf.write(bad, np.zeros(0, dtype=np.float32), 16000)
     elif fault == "8khz":
-        sf.write(bad, (np.random.default_rng(0).standard_normal(16000) * 0.1).astype(np.float32), 8000)
+        sf.write(bad, noise, 8000)
+    elif fault == "nan":
+        sf.write(bad, np.full(16000, np.nan, np.float32), 16000, subtype="FLOAT")
+    elif fault == "truncated":  # the header promises more samples than the file holds
+        sf.write(bad, noise, 16000)
+        bad.write_bytes(bad.read_bytes()[:20000])
+    elif fault == "directory":
+        bad.mkdir()
     d = data_dir(tmp_path, {"bad": bad})
     case = run(session, card_variant(tmp_path, f"audio-{fault}", **{"data": {"dir": str(d)}}))
     assert case["status"] == "error"
     assert str(bad) in case["error"], case["error"]
-    if fault == "8khz":
-        assert "8000 Hz" in case["error"]
+    assert AUDIO_FAULTS[fault] in case["error"], case["error"]
+
+
+def test_config_that_does_not_match_its_checkpoint(session, tmp_path):
+    """A checkpoint trained with another config: named with the card, never loaded half-way."""
+    from bench.artifacts import ensure_artifact
+
+    ckpt = ensure_artifact(card_variant(tmp_path, "good-card")) / "exp" / "model.pth"
+    raw = yaml.safe_load((CARDS_DIR / "asr-conformer-smoke.yaml").read_text())
+    size = raw["model"]["espnet"]["encoder_conf"]["output_size"]
+    card = card_variant(tmp_path, "mismatch", **{"model.weights": f"file:{ckpt}",
+                                                 "model.espnet.encoder_conf.output_size": size * 2})
+    case = run(session, card)
+    assert case["status"] == "error"
+    assert str(ckpt) in case["error"] and card.path in case["error"], case["error"]
+    assert "does not match" in case["error"] and "parameters of different shape" in case["error"]
+    assert "(config gives (" in case["error"]
+
+
+def test_model_that_outputs_nan(session, tmp_path):
+    """NaN weights give NaN outputs; a beam search over them still returns text, so the
+    harness must say so: PyTorch and ONNX both fail the item, naming the model file."""
+    import torch
+
+    from bench.artifacts import ensure_artifact
+    from bench.runtime.finite import NonFiniteOutput
+    from bench.runtime.load import load_recognizer
+
+    good = ensure_artifact(card_variant(tmp_path, "good-card")) / "exp" / "model.pth"
+    state = torch.load(good, weights_only=True)
+    state["encoder.after_norm.weight"] = torch.full_like(state["encoder.after_norm.weight"], float("nan"))
+    ckpt = tmp_path / "nan.pth"
+    torch.save(state, ckpt)
+    card = card_variant(tmp_path, "nan-model", **{"model.weights": f"file:{ckpt}"})
+    case = run(session, card, "pytorch")
+    assert case["status"] == "error"
+    assert "encoder output has" in case["error"] and "NaN/inf" in case["error"], case["error"]
+    assert "model.pth" in case["error"]
+    wave = np.sin(np.arange(16000) * 0.05).astype(np.float32)
+    rec = load_recognizer(ensure_artifact(card), card.decode, "onnx", "cpu", threads=1)
+    with pytest.raises(NonFiniteOutput, match=r"encoder\.onnx: encoder output has \d+ NaN/inf"):
+        rec(wave)
 
 
 def test_corrupt_onnx_file(session, tmp_path):

@@ -79,6 +79,34 @@ def test_encoder_graph_has_no_length_cap(artifacts):
     assert enc.shape[1] == 7499 and np.isfinite(enc).all() and np.isfinite(ctc).all()
 
 
+@pytest.mark.slow
+def test_encoder_has_no_frames_by_frames_tensor(artifacts):
+    """ESPnet's traceable padding mask builds a (frames+1)^2 triangle at feature-frame rate:
+    7 GB of int64 per mask for 5 minutes of audio (ORT peaked at 9.4 GB on the tiny card). The
+    export replaces it (bench.export.rewrites.linear_pad_masks): no intermediate tensor of the
+    encoder may have two axes as long as the feature frames. (Attention's scores are at the
+    subsampled rate, a quarter or less.)"""
+    import onnx
+    import onnxruntime as ort
+
+    for name, art in artifacts.items():
+        model = onnx.load(str(art / "onnx" / "encoder.onnx"))
+        outputs = {o.name for o in model.graph.output}
+        for node in model.graph.node:
+            model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(o)
+                                      for o in node.output if o and o not in outputs)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        # 15 s: 1,500 frames, more than any channel axis (the STFT's 514)
+        speech = (np.random.default_rng(0).standard_normal(16000 * 15) * 0.05).astype(np.float32)
+        frames = 16000 * 15 // 160
+        values = sess.run(None, {"speech": speech[None]})
+        square = [(o.name, v.shape) for o, v in zip(sess.get_outputs(), values)
+                  if sum(d >= frames for d in np.shape(v)) >= 2]
+        assert not square, (name, square[:5])
+
+
 def test_onnx_runtime_never_imports_torch():
     import subprocess
     import sys

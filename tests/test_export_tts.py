@@ -101,9 +101,11 @@ def art(request, tmp_path_factory, torch_one_thread):
 def test_export_writes_graphs_and_meta(art):
     import onnx
 
+    from bench.export.tts import EXPORTER_VERSION
+
     meta, out = art["meta"], art["root"] / "onnx"
     assert json.loads((out / "export.json").read_text()) == meta
-    assert meta["exporter"] == "tts-1" and meta["opset"] == 17 and meta["sample_rate"] == 22050
+    assert meta["exporter"] == EXPORTER_VERSION and meta["opset"] == 17 and meta["sample_rate"] == 22050
     assert meta["kind"] == {"tts-fastspeech2-paper": "fastspeech2", "tts-vits-paper": "vits"}[
         art["name"]]
     assert (meta["num_heads"], meta["d_model"]) == \

@@ -8,6 +8,7 @@ input's own length inside the graph, with the same float32 arithmetic.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from espnet.nets.pytorch_backend.transformer.embedding import (
@@ -72,3 +73,34 @@ def rewrite_for_export(module: torch.nn.Module) -> int:
                 setattr(parent, name, new_cls(child))
                 count += 1
     return count
+
+
+def _linear_pad_mask(lengths, xs, length_dim, maxlen=None):
+    """ESPnet's traceable make_pad_mask, in memory linear in the length.
+
+    ESPnet's version builds a (maxlen+1) x (maxlen+1) triangle and picks rows from it: at
+    feature-frame rate that is 30,001^2 int64 values (7 GB) for 5 minutes of audio, made three
+    times per encoder run (logmel, normalize, encoder). A position >= length comparison gives
+    the same mask for every length >= 1 (a length of 0 is never traced).
+    """
+    if xs is not None and len(xs.shape) == 3:
+        lengths = lengths.unsqueeze(1).expand(*(xs.transpose(1, 2) if length_dim == 1 else xs).shape[:2])
+    if maxlen is None:
+        maxlen = xs.shape[length_dim] if xs is not None else lengths.max()
+    positions = torch.arange(maxlen, device=lengths.device)
+    mask = positions >= torch.clamp(lengths, max=maxlen).long().unsqueeze(-1)
+    return mask.transpose(1, 2) if xs is not None and len(xs.shape) == 3 and length_dim == 1 else mask
+
+
+@contextmanager
+def linear_pad_masks():
+    """While exporting: ESPnet's make_pad_mask calls the linear version (it looks the
+    traceable helper up in its own module, so replacing that name is enough)."""
+    from espnet.nets.pytorch_backend import nets_utils
+
+    original = nets_utils._make_pad_mask_traceable
+    nets_utils._make_pad_mask_traceable = _linear_pad_mask
+    try:
+        yield
+    finally:
+        nets_utils._make_pad_mask_traceable = original

@@ -144,22 +144,27 @@ def measure_peak_rss(
         ps = psutil.Process(proc.pid)
     except psutil.Error:
         ps = None
-    while proc.poll() is None:
-        if timeout is not None and time.perf_counter() - t0 > timeout:
-            timed_out = True
-            proc.kill()
-            break
-        if ps is not None:
-            try:
-                rss = ps.memory_info().rss
-                n_samples += 1
-                peak_rss = max(peak_rss, rss)
-            except psutil.Error:
-                pass  # exiting between poll() and the sample
-        hwm = _read_status_kb(proc.pid, "VmHWM")
-        if hwm is not None:
-            parent_hwm = hwm if parent_hwm is None else max(parent_hwm, hwm)
-        time.sleep(interval)
+    try:
+        while proc.poll() is None:
+            if timeout is not None and time.perf_counter() - t0 > timeout:
+                timed_out = True
+                proc.kill()
+                break
+            if ps is not None:
+                try:
+                    rss = ps.memory_info().rss
+                    n_samples += 1
+                    peak_rss = max(peak_rss, rss)
+                except psutil.Error:
+                    pass  # exiting between poll() and the sample
+            hwm = _read_status_kb(proc.pid, "VmHWM")
+            if hwm is not None:
+                parent_hwm = hwm if parent_hwm is None else max(parent_hwm, hwm)
+            time.sleep(interval)
+    except BaseException:  # interrupted: the child must not outlive the run
+        proc.kill()
+        proc.wait()
+        raise
     proc.wait()
     for t in readers:
         t.join(timeout=5.0)

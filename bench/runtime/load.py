@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from bench.artifacts import artifact_info
 from bench.variants import get_variant
 
@@ -28,13 +30,26 @@ def load_recognizer(artifact: Path, decode: dict, variant: str, device: str, thr
     if v.runtime == "torch":
         from bench.runtime.torch_asr import TorchSpeech2Text
 
-        return TorchSpeech2Text(artifact / "exp", decode, threads=threads, device=device,
-                                espnet_task=espnet_task)
-    from bench.runtime.onnx_asr import OnnxSpeech2Text, load_export_meta
+        rec = TorchSpeech2Text(artifact / "exp", decode, threads=threads, device=device,
+                               espnet_task=espnet_task)
+    else:
+        from bench.runtime.onnx_asr import OnnxSpeech2Text, load_export_meta
 
-    return OnnxSpeech2Text(artifact / "variants" / variant, artifact / "exp",
-                           load_export_meta(artifact), decode, threads=threads,
-                           providers=PROVIDERS[device])
+        rec = OnnxSpeech2Text(artifact / "variants" / variant, artifact / "exp",
+                              load_export_meta(artifact), decode, threads=threads,
+                              providers=PROVIDERS[device])
+    if decode.get("segment_seconds"):
+        from bench.runtime.long_form import LongForm
+
+        rec = LongForm(rec, _model_rate(artifact / "exp"), decode["segment_seconds"])
+    return rec
+
+
+def _model_rate(exp_dir: Path) -> int:
+    from bench.data.sets import SAMPLE_RATE, parse_rate
+
+    fs = ((yaml.safe_load((exp_dir / "config.yaml").read_text()) or {}).get("frontend_conf") or {}).get("fs")
+    return parse_rate(fs) if fs else SAMPLE_RATE
 
 
 def _load_tts(artifact: Path, decode: dict, v, device: str, threads: int):

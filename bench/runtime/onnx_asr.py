@@ -16,6 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from bench.runtime.beam_search import BeamSearchConfig, beam_search
+from bench.runtime.finite import require_finite
 from bench.runtime.tokens import TokenConverter
 
 
@@ -58,7 +59,8 @@ class OnnxSpeech2Text:
     def __init__(self, graphs_dir: Path, exp_dir: Path, export_meta: dict, decode: dict,
                  threads: int = 1, providers: list[str] | None = None):
         providers = providers or ["CPUExecutionProvider"]
-        self.encoder = load_session(Path(graphs_dir) / "encoder.onnx", threads, providers)
+        self.encoder_path = Path(graphs_dir) / "encoder.onnx"
+        self.encoder = load_session(self.encoder_path, threads, providers)
         self.decoder = load_session(Path(graphs_dir) / "decoder.onnx", threads, providers)
         self.meta = export_meta
         self.cfg = BeamSearchConfig(
@@ -85,6 +87,7 @@ class OnnxSpeech2Text:
                              f"subsampling (needs at least {self.min_samples})")
         outs = self.encoder.run(None, {"speech": wave[None].astype(np.float32)})
         enc = outs[0]
+        require_finite(enc, "encoder output", self.encoder_path)
         # without CTC the search never reads these scores; it takes only the vocabulary size
         ctc_logp = outs[1] if len(outs) > 1 else \
             np.zeros((1, enc.shape[1], self.meta["vocab_size"]), dtype=np.float32)

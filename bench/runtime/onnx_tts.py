@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from bench.runtime.finite import require_finite
 from bench.runtime.onnx_asr import load_session
 
 SPECIAL = ("<blank>", "<unk>", "<sos/eos>")
@@ -77,6 +78,7 @@ class OnnxText2Speech:
         providers = providers or ["CPUExecutionProvider"]
         self.meta, self.decode = export_meta, decode
         self.kind = export_meta["kind"]
+        self.graphs_dir = Path(graphs_dir)
         self.sessions = {g: load_session(Path(graphs_dir) / g, threads, providers)
                          for g in export_meta["graphs"]}
         self.tokens = PhonemeTokens(exp_dir)
@@ -105,4 +107,5 @@ class OnnxText2Speech:
                 None, {"text": ids, "durations": durations, "noise": noise, "noise_scale": scale})
         else:
             raise ValueError(f"unknown TTS graph kind {self.kind!r} in the export metadata")
+        require_finite(wave, "synthesized waveform", self.graphs_dir)
         return Synthesis(wave=wave.reshape(-1).astype(np.float32), sample_rate=self.sample_rate)

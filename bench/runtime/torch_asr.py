@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.runtime.finite import require_finite
 from bench.runtime.onnx_asr import Recognition
 
 
@@ -41,6 +42,12 @@ class TorchSpeech2Text:
 
                 self.s2t = Speech2Text(asr_train_config=cfg, asr_model_file=exp_dir / "model.pth", **common)
         self.device = device
+        model = getattr(self.s2t, "st_model", None) or self.s2t.asr_model
+        model.encoder.register_forward_hook(self._check_encoder_output)
+        self.model_file = exp_dir / "model.pth"
+
+    def _check_encoder_output(self, module, inputs, output):
+        require_finite(output[0].detach().float().cpu().numpy(), "encoder output", self.model_file)
 
     def __call__(self, wave: np.ndarray) -> Recognition:
         text, _, token_int, _ = self.s2t(wave.astype(np.float32))[0]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.runtime.finite import require_finite
 from bench.runtime.onnx_tts import PhonemeTokens, Synthesis, vits_durations, vits_noise
 
 
@@ -47,6 +48,7 @@ class TorchText2Speech:
         torch.set_num_threads(threads)
         exp_dir = Path(exp_dir)
         self.decode, self.device = decode, device
+        self.model_file = exp_dir / "model.pth"
         kw = {k: decode[k] for k in ("speed_control_alpha", "noise_scale", "noise_scale_dur",
                                      "use_teacher_forcing") if k in decode}
         with resolved_config(exp_dir) as cfg:
@@ -93,5 +95,6 @@ class TorchText2Speech:
                         alpha=d.get("speed_control_alpha", 1.0))["wav"]
                 if not calls:
                     raise RuntimeError("VITS inference drew no flow noise: the patch missed it")
-        return Synthesis(wave=wav.detach().cpu().numpy().reshape(-1).astype(np.float32),
-                         sample_rate=self.sample_rate)
+        wave = wav.detach().cpu().numpy().reshape(-1).astype(np.float32)
+        require_finite(wave, "synthesized waveform", self.model_file)
+        return Synthesis(wave=wave, sample_rate=self.sample_rate)

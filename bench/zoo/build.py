@@ -111,10 +111,31 @@ def build_exp_dir(card: Card, exp_dir: Path) -> Path:
         torch.manual_seed(int(arg) if kind == "random" else 0)
         model = _asr_task().build_model(_namespace(cfg))
     if kind == "file":
-        state = load_checkpoint(card_file(card, arg))
-        model.load_state_dict(state)
+        load_weights(model, card_file(card, arg), card.path)
     torch.save(model.state_dict(), exp_dir / "model.pth")
     return exp_dir
+
+
+def load_weights(model, path: Path, config_source) -> None:
+    """Load a checkpoint into the model its config builds; a mismatch names both files and
+    the first differing parameters (torch's own message lists hundreds)."""
+    state = load_checkpoint(path)
+    if not isinstance(state, dict):
+        raise CardError(f"{path}: checkpoint is a {type(state).__name__}, not a state dict")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} (config gives {tuple(own[k].shape)})"
+              for k in own if k in state and hasattr(state[k], "shape")
+              and tuple(state[k].shape) != tuple(own[k].shape)]
+    faults = [f"{len(lst)} {what}, e.g. {', '.join(lst[:3])}"
+              for what, lst in (("parameters of different shape", shapes),
+                                ("parameters missing", missing),
+                                ("unexpected parameters", unexpected)) if lst]
+    if faults:
+        raise CardError(f"{path}: checkpoint does not match the model that {config_source} "
+                        f"describes: {'; '.join(faults)}")
+    model.load_state_dict(state)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -177,5 +198,5 @@ def load_model(exp_dir: Path, espnet_task: str = "asr"):
     model_file = Path(exp_dir) / "model.pth"
     with resolved_config(exp_dir) as cfg:
         model = task.build_model(_namespace(cfg))
-    model.load_state_dict(load_checkpoint(model_file))
+    load_weights(model, model_file, Path(exp_dir) / "config.yaml")
     return model.eval()

@@ -49,7 +49,7 @@ def build_task_exp_dir(card: Card, exp_dir: Path) -> Path:
     """Build a SLU, ST or TTS card's model with ESPnet and save it as an experiment directory."""
     import torch
 
-    from bench.zoo.build import _namespace, load_checkpoint, parse_weights, resolved_config
+    from bench.zoo.build import _namespace, load_weights, parse_weights, resolved_config
 
     task = espnet_task(card)
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ def build_task_exp_dir(card: Card, exp_dir: Path) -> Path:
         torch.manual_seed(seed)
         model = task.build_model(_namespace(cfg))
     if kind == "file":
-        model.load_state_dict(load_checkpoint(card_file(card, arg)))
+        load_weights(model, card_file(card, arg), card.path)
     _set_parameters(card, model)
     torch.save(model.state_dict(), exp_dir / "model.pth")
     if card.model.get("vocoder"):

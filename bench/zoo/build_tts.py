@@ -102,14 +102,14 @@ def _hifigan(cfg: dict):
 
 def load_vocoder(exp_dir: Path) -> "Vocoder":
     """The experiment's vocoder, ready to turn a mel spectrogram into a wave."""
-    from bench.zoo.build import load_checkpoint
+    from bench.zoo.build import load_weights
 
     vdir = Path(exp_dir) / "vocoder"
     if not (vdir / "config.yaml").exists():
         raise CardError(f"{vdir}: no vocoder in this experiment directory")
     cfg = yaml.safe_load((vdir / "config.yaml").read_text())
     generator = _hifigan(cfg)
-    generator.load_state_dict(load_checkpoint(vdir / "model.pth"))
+    load_weights(generator, vdir / "model.pth", vdir / "config.yaml")
     return Vocoder(generator.eval(), cfg.get("fs"))
 
 

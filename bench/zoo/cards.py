@@ -85,7 +85,11 @@ def load_card(name_or_path: str | Path) -> Card:
     if not p.exists():
         raise CardError(f"{p}: card file not found")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise CardError(f"{p}: not UTF-8 text (byte {e.start}): not a card") from e
+    except OSError as e:
+        raise CardError(f"{p}: cannot read: {e}") from e
     except yaml.YAMLError as e:
         raise CardError(f"{p}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):

@@ -1,0 +1,43 @@
+"""Stopping a run: a cancelled CI job (SIGTERM) ends like Ctrl-C (SIGINT).
+
+Either way pytest unwinds, the cases measured so far are written apart and marked partial,
+and the last complete results, report and baselines stay as they were. While those files
+are written, a second signal is ignored, so an impatient second Ctrl-C cannot cut it short.
+"""
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+
+def terminate_as_interrupt() -> None:
+    """Make SIGTERM raise KeyboardInterrupt (Python's default for it is to die on the spot)."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+@contextmanager
+def stop_signals_ignored():
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def forward_stop_signals(proc) -> None:
+    """In a parent that waits on ``proc`` (started in its own session, so a terminal's Ctrl-C
+    reaches it once, through here): pass SIGINT and SIGTERM on and keep waiting for it to
+    write its partial results, instead of dying and leaving it orphaned."""
+    def forward(signum, frame):
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    for s in STOP_SIGNALS:
+        signal.signal(s, forward)
