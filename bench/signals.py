@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 from contextlib import contextmanager
+from types import TracebackType
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -19,6 +20,32 @@ def _interrupt(signum, frame):
 def terminate_as_interrupt() -> None:
     """Make SIGTERM raise KeyboardInterrupt (Python's default for it is to die on the spot)."""
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+def drop_lineless_entries(exc: BaseException) -> None:
+    """Unlink the traceback entries that have no line number, in ``exc`` and its chain.
+
+    A signal can land on a bytecode that CPython 3.11 maps to no line; that entry's
+    ``tb_lineno`` is None, and pytest's Ctrl-C report (which does ``tb_lineno - 1``) then
+    crashes with a TypeError, turning an interrupted run (exit 2) into an internal error."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.__traceback__ = _relink(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
+
+
+def _relink(tb: TracebackType | None) -> TracebackType | None:
+    while tb is not None and tb.tb_lineno is None:
+        tb = tb.tb_next
+    node = tb
+    while node is not None:
+        nxt = node.tb_next
+        while nxt is not None and nxt.tb_lineno is None:
+            nxt = nxt.tb_next
+        node.tb_next = nxt
+        node = nxt
+    return tb
 
 
 @contextmanager

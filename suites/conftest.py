@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from bench.runner import SuiteRun
-from bench.signals import stop_signals_ignored, terminate_as_interrupt
+from bench.signals import drop_lineless_entries, stop_signals_ignored, terminate_as_interrupt
 from bench.variants import VARIANTS
 from bench.zoo.cards import list_cards
 
@@ -59,6 +59,12 @@ def suite_run(pytestconfig):
 
 def pytest_configure(config):
     terminate_as_interrupt()  # a cancelled job (SIGTERM) ends like Ctrl-C: partial results kept
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo):
+    # before pytest's terminal reporter renders the traceback, which a line-less entry crashes
+    drop_lineless_entries(excinfo.value)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -239,6 +239,33 @@ def test_stopped_run_keeps_previous_files_and_marks_its_own_partial(tmp_path, sm
     assert len(list((tmp_path / "reports" / "runs").glob("*/results.json"))) == 2
 
 
+STOP_AT_A_LINELESS_BYTECODE = """
+import sys, types
+
+def test_stopped():
+    # what a signal landing on a bytecode without a line number leaves (CPython 3.11)
+    lineless = types.TracebackType(None, sys._getframe(), 10 ** 6, -1)
+    assert lineless.tb_lineno is None
+    raise KeyboardInterrupt("stopped by SIGTERM").with_traceback(lineless)
+"""
+
+
+@pytest.mark.parametrize("with_suites_hooks", [True, False])
+def test_stopped_run_at_a_lineless_bytecode_still_ends_as_interrupted(tmp_path, with_suites_hooks):
+    """CI once saw pytest's own Ctrl-C report crash on such a traceback (exit 1, not 2);
+    the suites' hook drops those entries. Without it the crash shows, so the test can fail."""
+    (tmp_path / "test_stop.py").write_text(STOP_AT_A_LINELESS_BYTECODE)
+    plugins = ["-p", "suites.conftest"] if with_suites_hooks else []
+    r = subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_stop.py"), "-q",
+                        "-p", "no:cacheprovider", "--rootdir", str(tmp_path), *plugins],
+                       cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    if with_suites_hooks:
+        assert r.returncode == 2, r.stdout[-3000:] + r.stderr[-3000:]
+        assert "KeyboardInterrupt" in r.stdout and "TypeError" not in r.stdout + r.stderr
+    else:
+        assert r.returncode != 2 and "TypeError" in r.stdout + r.stderr
+
+
 # ---------------------------------------------------------------- concurrent exports
 
 def _export(cache: Path) -> subprocess.Popen:
