@@ -38,12 +38,14 @@ def exporter_version(card: Card) -> tuple[str, int]:
 def artifact_key(card: Card) -> str:
     from importlib.metadata import version
 
+    from bench.optimize.calibration import CALIBRATION
     from bench.optimize.quantize import DEFAULT_SETTINGS
     from bench.variants import DERIVE_VERSION
 
     exporter, opset = exporter_version(card)
     parts = {"card": card.content_hash(), "exporter": exporter, "opset": opset,
-             "int8": DEFAULT_SETTINGS, "variants": sorted(VARIANTS), "derive": DERIVE_VERSION,
+             "int8": DEFAULT_SETTINGS, "calibration": CALIBRATION, "variants": sorted(VARIANTS),
+             "derive": DERIVE_VERSION,
              "libs": {p: version(p) for p in ("torch", "espnet", "onnx", "onnxruntime")}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -106,6 +108,10 @@ def _build(card: Card, out: Path, key: str) -> None:
         meta = export_asr(load_model(out / "exp", espnet_task), out / "onnx")
         cfg = yaml.safe_load((out / "exp" / "config.yaml").read_text())
         info = {**meta, "num_heads": cfg["encoder_conf"].get("attention_heads", 4)}
+    # inputs for static int8, from the card's dev data (in memory only: not in artifact.json)
+    from bench.optimize.calibration import calibration_feeds
+
+    info["calibration_feeds"] = calibration_feeds(card, out, meta)
     t2 = time.perf_counter()
     variants = {}
     for v in VARIANTS.values():
@@ -114,12 +120,17 @@ def _build(card: Card, out: Path, key: str) -> None:
         vdir = out / "variants" / v.name
         vdir.mkdir(parents=True)
         t = time.perf_counter()
+        if v.base is not None and "error" in variants.get(v.base, {}):
+            variants[v.name] = {"error": f"its base variant {v.base} could not be derived"}
+            continue
+        src = out / "onnx" if v.base is None else out / "variants" / v.base
         try:
-            settings = v.derive(out / "onnx", vdir, info)
+            settings = v.derive(src, vdir, info)
         except Exception as e:  # one broken variant must not take the others down
             variants[v.name] = {"error": f"{type(e).__name__}: {e}"}
             continue
-        variants[v.name] = {"settings": settings, "derive_s": round(time.perf_counter() - t, 2)}
+        variants[v.name] = {"settings": settings, "derive_s": round(time.perf_counter() - t, 2),
+                            "base": v.base or "the plain export"}
     doc = {"card": card.name, "key": key, "family": family, "espnet_task": espnet_task,
            "export": meta, "variants": variants,
            "build_s": round(t1 - t0, 2), "export_s": round(t2 - t1, 2),

@@ -28,7 +28,7 @@ from bench.measure.timing import interleaved_pairs, time_single
 from bench.results import make_case, set_error, set_skipped
 from bench.runtime.load import PROVIDERS, load_recognizer, model_size_mb
 from bench.tasks import get_task
-from bench.variants import REFERENCE, get_variant
+from bench.variants import REFERENCE, device_reason, get_variant
 from bench.zoo.cards import Card
 
 
@@ -104,7 +104,7 @@ def run_case(session: BenchSession, card: Card, variant: str, device: str) -> di
     # a core, ORT far less: a busy machine inflates speedups, so the load is recorded.
     case["settings"] = {"threads": session.threads, "decode": card.decode,
                         "providers": PROVIDERS.get(device), "loadavg_1m_before": os.getloadavg()[0]}
-    reason = device_available(device)
+    reason = device_reason(variant, device) or device_available(device)
     if reason:
         return set_skipped(case, reason)
     try:
@@ -200,6 +200,11 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     m["peak_rss_mb"] = mem.peak_rss_mb
     case["settings"]["memory"] = {"hwm_mb": mem.hwm_mb, "idle_mb": mem.idle_mb,
                                   "child_torch_imported": mem.payload.get("torch_imported")}
+    if device == "cuda":  # this process's own GPU memory (NVML), beside torch's counters
+        m["peak_gpu_mb"] = mem.peak_gpu_mb
+        case["settings"]["memory"].update({"gpu_source": "NVML per-process used memory, sampled",
+                                           "gpu_note": mem.gpu_note,
+                                           "torch_cuda": mem.payload.get("torch_cuda")})
     if v.runtime == "onnx" and mem.payload.get("torch_imported"):
         raise RuntimeError("the ONNX variant's memory child imported torch")
 
@@ -236,4 +241,5 @@ def measure_child_memory(artifact, card, variant, device, threads, inputs):
         (Path(tmp) / "spec.json").write_text(json.dumps(spec))
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
         return measure_peak_rss([sys.executable, "-m", "bench.measure.child",
-                                 str(Path(tmp) / "spec.json")], env=env, timeout=1800)
+                                 str(Path(tmp) / "spec.json")], env=env, timeout=1800,
+                                gpu=device == "cuda")

@@ -1,4 +1,5 @@
-"""The registry of variants: how each is derived from the plain export and how it runs.
+"""The registry of variants: how each is derived (from the plain export or from another
+variant) and how it runs.
 
 Adding a variant is adding one entry here. `runtime` says which recognizer runs it:
 'torch' is ESPnet's own Speech2Text, 'onnx' is bench.runtime (which never imports torch).
@@ -11,11 +12,26 @@ from pathlib import Path
 from typing import Callable
 
 GRAPHS = ("encoder.onnx", "decoder.onnx")  # speech-to-text exports; others name theirs in info
-DERIVE_VERSION = 2  # bump when a derivation changes, so cached artifacts are rebuilt
+DERIVE_VERSION = 3  # bump when a derivation changes, so cached artifacts are rebuilt
+# 3: onnx-fused runs the key/value-cached decoder step; onnx-int8 quantizes onnx-fused; onnx-fp16
 
 
-def _graphs(info: dict) -> list[str]:
-    return list(info.get("graphs", GRAPHS))
+def _graphs(info: dict) -> dict[str, str]:
+    """The plain export's graphs: {name in the variant: file in the export}."""
+    return {g: g for g in info.get("graphs", GRAPHS)}
+
+
+def _optimised_graphs(info: dict) -> dict[str, str]:
+    """The plain graphs, with the key/value-cached decoder step where the export has one."""
+    graphs = _graphs(info)
+    if "graphs" in info.get("kv_decoder", {}):
+        graphs.update({"decoder.onnx": "decoder_kv.onnx", "cross_kv.onnx": "cross_kv.onnx"})
+    return graphs
+
+
+def _graphs_in(src: Path) -> dict[str, str]:
+    """Every graph of a derived variant (its folder holds only what it runs)."""
+    return {p.name: p.name for p in sorted(src.glob("*.onnx"))}
 
 
 def check_variant(src: Path, dst: Path, info: dict, atol: float | None) -> dict:
@@ -36,29 +52,65 @@ def _copy_plain(src: Path, dst: Path, info: dict) -> dict:
 
 
 def _fuse(src: Path, dst: Path, info: dict) -> dict:
-    """Fuse, then verify; if the optimizer broke the graph, retry without its shape inference."""
+    """The cached decoder step, then fusion graph by graph, each checked against the plain
+    export: the optimizer is not deterministic on ESPnet's conformer, so a graph it breaks is
+    fused again without its shape inference, and failing that is kept as it was."""
     from bench.optimize.fusion import fuse
     from bench.optimize.verify import VariantCheckError
 
-    rejected = []
-    for shape_inference in (True, False):
-        settings = {g: fuse(src / g, dst / g, info["num_heads"], info["d_model"], shape_inference)
-                    for g in _graphs(info)}
-        try:
-            check = check_variant(src, dst, info, atol=1e-3)
-        except VariantCheckError as e:
-            rejected.append(f"shape_inference={shape_inference}: {e}")
-            continue
-        return {**settings, "check": check, "rejected": rejected}
-    raise VariantCheckError("every fusion setting gave a broken graph:\n  " + "\n  ".join(rejected))
+    graphs = _optimised_graphs(info)
+    for g, f in graphs.items():  # start from valid, unfused graphs
+        shutil.copyfile(src / f, dst / g)
+    settings, rejected, check = {}, [], None
+    for g, f in graphs.items():
+        for shape_inference in (True, False):
+            try:
+                trial = fuse(src / f, dst / f"{g}.trial", info["num_heads"], info["d_model"],
+                             shape_inference)
+            except Exception as e:  # the optimizer itself failed on this graph
+                rejected.append(f"{g}, shape_inference={shape_inference}: {type(e).__name__}: {e}")
+                continue
+            (dst / g).rename(dst / f"{g}.kept")
+            (dst / f"{g}.trial").rename(dst / g)
+            try:
+                check = check_variant(src, dst, info, atol=1e-3)
+            except VariantCheckError as e:
+                rejected.append(f"{g}, shape_inference={shape_inference}: {e}")
+                (dst / f"{g}.kept").replace(dst / g)
+                continue
+            (dst / f"{g}.kept").unlink()
+            settings[g] = trial
+            break
+        else:
+            settings[g] = {"fused": False, "reason": "every fusion setting broke it (see rejected)"}
+    if check is None:
+        check = check_variant(src, dst, info, atol=1e-3)  # the unfused graphs must pass, at least
+    if "kv_decoder" in info:  # speech-to-text
+        settings["decoder_step"] = ("keys and values cached, cross-attention's once an utterance"
+                                    if graphs["decoder.onnx"] == "decoder_kv.onnx" else
+                                    "plain: " + info["kv_decoder"].get("unsupported", ""))
+    return {**settings, "check": check, "rejected": rejected}
 
 
 def _quantize_int8(src: Path, dst: Path, info: dict) -> dict:
     from bench.optimize.quantize import quantize
 
-    settings = {g: quantize(src / g, dst / g) for g in _graphs(info)}
+    calibration = info.get("calibration_feeds", {})
+    settings = {g: quantize(src / f, dst / g, calibration=calibration.get(g))
+                for g, f in _graphs_in(src).items()}
     # int8's deviation is a measured figure (agreement), so only runnability is checked here
     return {**settings, "check": check_variant(src, dst, info, atol=None)}
+
+
+def _fp16(src: Path, dst: Path, info: dict) -> dict:
+    from bench.optimize.fp16 import to_fp16
+
+    settings = {g: to_fp16(src / f, dst / g) for g, f in _graphs_in(src).items()}
+    # half precision moves log-probs by ~1e-2; a broken conversion moves them by far more
+    return {**settings, "check": check_variant(src, dst, info, atol=FP16_ATOL)}
+
+
+FP16_ATOL = 0.1
 
 
 @dataclass(frozen=True)
@@ -68,15 +120,29 @@ class Variant:
     description: str
     derive: Callable[[Path, Path, dict], dict] | None = None
     devices: tuple[str, ...] = field(default=("cpu", "cuda"))
+    base: str | None = None  # derived from this variant's graphs (None: the plain export)
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("pytorch", "torch", "ESPnet Speech2Text in PyTorch eager mode (the reference)"),
-    Variant("onnx", "onnx", "plain export, ORT's default online optimisations", _copy_plain),
-    Variant("onnx-fused", "onnx", "offline transformer-optimizer fusion", _fuse),
-    Variant("onnx-int8", "onnx", "dynamic int8: MatMul-only, per-channel weights", _quantize_int8),
+    Variant("onnx", "onnx", "plain export (ESPnet's decoding step as it is), ORT's default "
+            "online optimisations", _copy_plain),
+    Variant("onnx-fused", "onnx", "decoder step with cached keys and values, offline "
+            "transformer-optimizer fusion", _fuse),
+    Variant("onnx-int8", "onnx", "onnx-fused with dynamic int8: MatMul-only, per-channel weights",
+            _quantize_int8, base="onnx-fused"),
+    Variant("onnx-fp16", "onnx", "onnx-fused in float16 (float32 at the graph boundary)", _fp16,
+            devices=("cuda",), base="onnx-fused"),
 ]}
 REFERENCE = "pytorch"
+
+
+def device_reason(variant: str, device: str) -> str | None:
+    """None if the variant runs on the device, else why it is not measured there."""
+    v = get_variant(variant)
+    if device in v.devices:
+        return None
+    return f"{variant} is measured on {', '.join(v.devices)} only, not on {device}"
 
 
 def get_variant(name: str) -> Variant:

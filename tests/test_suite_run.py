@@ -94,3 +94,25 @@ def test_aa_two_runs_of_the_same_commit_pass(tmp_path):
     verdicts = {c["variant"]: c["gate"]["verdict"] for c in doc["cases"]}
     assert second.returncode == 0 and verdicts == {"pytorch": "pass", "onnx": "pass"}, \
         (verdicts, [c["gate"]["reasons"] for c in doc["cases"]])
+
+
+def test_gpu_run_without_a_gpu_skips_every_case_and_still_reports(tmp_path):
+    """What `tox -e bench-gpu` does on a machine without CUDA: every case skipped with its
+    reason (here: no CUDA provider, or no device), exit 0, results and a report written."""
+    r = bench_run(tmp_path, "--device", "cuda", "--variant", "pytorch,onnx,onnx-fp16")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    doc = load_results(tmp_path / "reports" / "results.json")
+    cases = doc["cases"]
+    assert {c["variant"] for c in cases} == {"pytorch", "onnx", "onnx-fp16"}
+    for c in cases:
+        assert c["device"] == "cuda" and c["status"] == "skipped", c
+        assert "CUDA" in c["error"] or "cuda" in c["error"], c
+    assert (tmp_path / "reports" / "report.html").exists()
+
+
+def test_fp16_named_for_cpu_is_skipped_with_its_reason(tmp_path):
+    r = bench_run(tmp_path, "--variant", "onnx-fp16")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (case,) = load_results(tmp_path / "reports" / "results.json")["cases"]
+    assert case["status"] == "skipped"
+    assert "measured on cuda only, not on cpu" in case["error"], case

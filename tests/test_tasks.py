@@ -55,7 +55,8 @@ def trained(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["st-conformer-tiny", "slu-conformer-tiny"])
-def test_trained_card_onnx_tokens_equal_pytorch(name, trained, torch_one_thread):
+@pytest.mark.parametrize("variant", ["onnx", "onnx-fused"])
+def test_trained_card_onnx_tokens_equal_pytorch(name, variant, trained, torch_one_thread):
     from bench.cases import decode_all
     from bench.data.sets import load_eval_set
     from bench.runtime.load import load_recognizer
@@ -63,7 +64,7 @@ def test_trained_card_onnx_tokens_equal_pytorch(name, trained, torch_one_thread)
     card = load_card(name)
     utts = load_eval_set(card)[:40]
     ref = decode_all(load_recognizer(trained[name], card.decode, "pytorch", "cpu", 1), utts).outputs
-    got = decode_all(load_recognizer(trained[name], card.decode, "onnx", "cpu", 1), utts).outputs
+    got = decode_all(load_recognizer(trained[name], card.decode, variant, "cpu", 1), utts).outputs
     assert [o.tokens for o in got] == [o.tokens for o in ref]
     assert [o.text for o in got] == [o.text for o in ref]
     metrics, _ = get_task(card.task).score([u.text for u in utts], got, ref)

@@ -35,6 +35,8 @@ def test_nightly_workflow_cpu_gpu_and_merged_report():
     jobs = doc["jobs"]
     assert "./run bench" in runs(jobs["cpu"])
     assert "self-hosted" in jobs["gpu"]["runs-on"] and "--device cuda" in runs(jobs["gpu"])
+    gpu_step = next(s for s in jobs["gpu"]["steps"] if "--device cuda" in s.get("run", ""))
+    assert gpu_step["env"]["BENCH_GPU"] == "1"  # else onnxruntime has no CUDA provider
     assert set(jobs["report"]["needs"]) == {"cpu", "gpu"} and jobs["report"]["if"] == "always()"
     assert "python -m bench report" in runs(jobs["report"])
     for job in ("cpu", "gpu"):
@@ -63,3 +65,15 @@ def test_ci_installs_the_browser_and_requires_it():
     test_step = next(s for s in steps if "./run tests" in s.get("run", ""))
     assert test_step["env"]["BENCH_REQUIRE_CHROMIUM"] == "1"
     assert any(".ci/install-chromium" in s.get("run", "") for s in steps)
+
+
+def test_gpu_installs_pin_the_same_onnxruntime_as_the_project():
+    """./run (BENCH_GPU=1) reads the pin from pyproject.toml; tox's bench-gpu names it: they
+    must not drift apart, or the GPU runs would measure another onnxruntime."""
+    import re
+
+    root = WORKFLOWS.parent.parent
+    pin = re.search(r'"onnxruntime==([0-9.]+)"', (root / "pyproject.toml").read_text()).group(1)
+    assert f"onnxruntime-gpu=={pin}" in (root / "tox.ini").read_text()
+    run = (root / "run").read_text()
+    assert 'BENCH_GPU' in run and 'onnxruntime-gpu==$ort' in run

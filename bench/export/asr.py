@@ -4,9 +4,11 @@ encoder.onnx : speech (1, samples) float32 -> enc (1, T, D), ctc_logp (1, T, V)
                frontend (STFT, log-mel, global MVN), encoder and CTC in one graph,
                dynamic length, no cap. A model with no CTC over its output vocabulary
                (an ST model without st_ctc) gives enc only.
-decoder.onnx : one decoder step with its self-attention cache
+decoder.onnx : one decoder step with its self-attention cache, as ESPnet's forward_one_step
                ys (B, L) int64, cache (n_layers, B, L-1, D), memory (B, T, D)
                -> logp (B, V), new_cache (n_layers, B, L, D)
+cross_kv.onnx, decoder_kv.onnx : the same step with keys and values cached (export/kv_decoder.py),
+               for the optimised variants; absent when the decoder is of a kind it does not handle
 
 The TorchScript exporter (dynamo=False) is used on purpose: on this stack it took ~4 s
 where the dynamo exporter took ~37 s, both matching PyTorch to 3e-6 (DESIGN.md).
@@ -20,9 +22,10 @@ from pathlib import Path
 
 import torch
 
+from bench.export.kv_decoder import UnsupportedDecoder, export_kv_decoder
 from bench.export.rewrites import linear_pad_masks, rewrite_for_export
 
-EXPORTER_VERSION = "asr-3"  # 3: padding masks linear in the length (was quadratic)
+EXPORTER_VERSION = "asr-4"  # 3: padding masks linear in the length; 4: key/value-cached decoder
 OPSET = 17
 
 
@@ -152,11 +155,15 @@ def export_asr(model, out_dir: Path, opset: int = OPSET) -> dict:
                           "memory": {0: "beams", 1: "frames"},
                           "logp": {0: "beams"}, "new_cache": {1: "beams", 2: "length"}},
         )
+    try:
+        kv = export_kv_decoder(model.decoder, enc, out_dir, opset, gen)
+    except UnsupportedDecoder as e:  # the optimised variants then keep the plain step
+        kv = {"unsupported": str(e)}
     meta = {
         "exporter": EXPORTER_VERSION, "opset": opset, "torch": torch.__version__,
         "module_rewrites": rewrites, "n_layers": n_layers, "d_model": d_model,
         "vocab_size": model.vocab_size, "sos": model.sos, "eos": model.eos, "has_ctc": has_ctc,
-        "graphs": ["encoder.onnx", "decoder.onnx"],
+        "graphs": ["encoder.onnx", "decoder.onnx"], "kv_decoder": kv,
         "subsampling_min_samples": min_samples(model, enc_graph),
     }
     (out_dir / "export.json").write_text(json.dumps(meta, indent=2))

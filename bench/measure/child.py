@@ -40,7 +40,19 @@ def main(spec_path: str) -> None:
     output_sizes = [len(out.tokens) if hasattr(out, "tokens") else len(out.wave)
                     for out in map(rec, inputs)]
     report_payload({"load_s": load_s, "torch_imported": "torch" in sys.modules,
-                    "n_utterances": len(inputs), "output_sizes": output_sizes})
+                    "n_utterances": len(inputs), "output_sizes": output_sizes,
+                    "torch_cuda": _torch_cuda_counters(spec)})
+
+
+def _torch_cuda_counters(spec: dict) -> dict | None:
+    """PyTorch's own view of its GPU memory (its caching allocator), for the PyTorch variant."""
+    if spec["runtime"] != "torch" or spec["device"] != "cuda":
+        return None
+    import torch
+
+    mb = 2 ** 20
+    return {"max_allocated_mb": torch.cuda.max_memory_allocated() / mb,
+            "max_reserved_mb": torch.cuda.max_memory_reserved() / mb}
 
 
 if __name__ == "__main__":

@@ -49,6 +49,8 @@ class MemoryResult:
     stderr_tail: str
     n_samples: int = 0
     wall_s: float = 0.0
+    peak_gpu_mb: float | None = None  # the child's own GPU memory from NVML (gpu=True)
+    gpu_note: str | None = None       # why there is no GPU figure
 
 
 # ---------------------------------------------------------------- child side
@@ -114,6 +116,7 @@ def measure_peak_rss(
     interval: float = 0.005,
     timeout: float | None = None,
     cwd: str | None = None,
+    gpu: bool = False,
 ) -> MemoryResult:
     """Run ``argv`` in a fresh process and measure its peak RSS above its reported idle level.
 
@@ -121,8 +124,14 @@ def measure_peak_rss(
     (can miss a spike shorter than the interval) and ``hwm_mb`` from the kernel's high-water
     mark (exact, Linux only): the larger of VmHWM read by the parent while sampling and the
     one the child reports in ``BENCH_HWM``. Both are over the child's whole life, imports
-    included, minus idle.
+    included, minus idle. With ``gpu``, also the child's peak GPU memory as NVML lists it
+    for that process (sampled every 10th interval: NVML's process list is slower to read).
     """
+    gpu_sampler = None
+    if gpu:
+        from bench.measure.gpu_memory import GpuMemorySampler
+
+        gpu_sampler = GpuMemorySampler()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -160,11 +169,16 @@ def measure_peak_rss(
             hwm = _read_status_kb(proc.pid, "VmHWM")
             if hwm is not None:
                 parent_hwm = hwm if parent_hwm is None else max(parent_hwm, hwm)
+            if gpu_sampler is not None and n_samples % 10 == 1:
+                gpu_sampler.sample(proc.pid)
             time.sleep(interval)
     except BaseException:  # interrupted: the child must not outlive the run
         proc.kill()
         proc.wait()
         raise
+    finally:
+        if gpu_sampler is not None:
+            gpu_sampler.close()
     proc.wait()
     for t in readers:
         t.join(timeout=5.0)
@@ -215,4 +229,6 @@ def measure_peak_rss(
         stderr_tail=stderr_tail,
         n_samples=n_samples,
         wall_s=wall_s,
+        peak_gpu_mb=None if gpu_sampler is None else gpu_sampler.peak_mb,
+        gpu_note=None if gpu_sampler is None else gpu_sampler.reason,
     )

@@ -21,10 +21,15 @@ DEFAULT_SETTINGS = {
     # dynamic range a uint8 activation cannot hold. Quantized, it turned the trained tiny ASR
     # card's CTC output to noise (21% of frames agreed with float, 99.4% with it excluded).
     "exclude_prefixes": ["/logmel/"],
+    # Convolutions: static int8 (QDQ, per-channel weights, uint8 activations with ranges from
+    # the card's dev data), where calibration data exists (TTS: bench/optimize/calibration.py).
+    # Graphs the static quantizer cannot handle keep float convolutions; the reason is recorded.
+    "static_op_types": ["Conv", "ConvTranspose"],
 }
 
 
-def quantize(src: Path, dst: Path, settings: dict | None = None) -> dict:
+def quantize(src: Path, dst: Path, settings: dict | None = None,
+             calibration: list[dict] | None = None) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # quantize_dynamic warns on the root logger to run its pre-processing; we record settings instead
@@ -36,10 +41,43 @@ def quantize(src: Path, dst: Path, settings: dict | None = None) -> dict:
 
     graph = onnx.load(str(src), load_external_data=False).graph
     excluded = [n.name for n in graph.node if n.name.startswith(tuple(s["exclude_prefixes"]))]
+    record = dict(s)
+    if calibration and any(n.op_type in s["static_op_types"] for n in graph.node):
+        static = dst.with_suffix(".static.onnx")
+        try:
+            _quantize_static(src, static, s["static_op_types"], excluded, calibration)
+            src = static
+            record["static"] = {"calibration_inputs": len(calibration)}
+        except Exception as e:  # a quantizer limit on this graph: its convolutions stay float
+            record["static"] = {"skipped": f"{type(e).__name__}: {str(e)[:300]}"}
+    else:
+        record["static"] = {"skipped": "no calibration data for this graph" if not calibration
+                            else "no convolutions"}
     quantize_dynamic(
         str(src), str(dst), nodes_to_exclude=excluded,
         op_types_to_quantize=s["op_types"], per_channel=s["per_channel"],
         reduce_range=s["reduce_range"], weight_type=getattr(QuantType, s["weight_type"]),
-        extra_options={"MatMulConstBOnly": s["matmul_const_b_only"]},
+        # fused graphs hold contrib ops (SkipLayerNormalization) that onnx's shape inference
+        # cannot type; their outputs are float
+        extra_options={"MatMulConstBOnly": s["matmul_const_b_only"],
+                       "DefaultTensorType": onnx.TensorProto.FLOAT},
     )
-    return s
+    dst.with_suffix(".static.onnx").unlink(missing_ok=True)
+    return record
+
+
+def _quantize_static(src: Path, dst: Path, op_types: list[str], excluded: list[str],
+                     feeds: list[dict]) -> None:
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(feeds)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(str(src), str(dst), Feeds(), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=op_types, nodes_to_exclude=excluded, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)

@@ -48,10 +48,19 @@ class DecoderStep(Protocol):
         self, ys: np.ndarray, cache: np.ndarray | None, memory: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """ys: int64 (B, L) prefixes incl. sos; cache: float32 (n_layers, B, L-1, D)
-        or None at the first step; memory: float32 (B, T, D).
-        Returns log-probs float32 (B, V) of the next token and the new cache
-        (n_layers, B, L, D)."""
+        or a list of arrays with the beam on axis 0, or None at the first step;
+        memory: float32 (B, T, D).
+        Returns log-probs float32 (B, V) of the next token and the new cache, laid out
+        as the one it was given."""
         ...
+
+
+def _select(cache, beams: np.ndarray):
+    """The cache of the hypotheses ``beams``: the beam is axis 1 of an array (the plain
+    decoder's stacked layers) or axis 0 of each array in a list (one per layer)."""
+    if isinstance(cache, (list, tuple)):
+        return [c[beams] for c in cache]
+    return np.asarray(cache)[:, beams]
 
 
 @dataclass
@@ -90,6 +99,24 @@ def _topk_1d(x: np.ndarray, k: int) -> np.ndarray:
     cand = np.flatnonzero(x >= thr)
     order = np.argsort(-x[cand], kind="stable")[:k]
     return cand[order]
+
+
+def _topk_among(ws: np.ndarray, ids: np.ndarray, eos: int, k: int) -> np.ndarray:
+    """_topk_1d over the flattened (n, V) scores, looking only at the pre-beam ids and eos of
+    each row: every other token's CTC score is logzero, so it cannot be among the best k. A
+    partition of a few hundred values instead of n x V (1.5 ms a step with V = 5000). Falls
+    back to the full search if a left-out value could compete after all."""
+    n, V = ws.shape
+    flat = ws.reshape(-1)
+    rows = np.arange(n)[:, None] * V
+    cand = np.unique(np.concatenate(((rows + ids).ravel(), rows[:, 0] + eos)))  # index order
+    if cand.size > k:
+        top = cand[_topk_1d(flat[cand], k)]
+        left_out = np.ones(flat.size, dtype=bool)
+        left_out[cand] = False
+        if not left_out.any() or flat[left_out].max() < flat[top[-1]]:
+            return top
+    return _topk_1d(flat, k)
 
 
 def _topk_rows_set(x: np.ndarray, k: int) -> np.ndarray:
@@ -358,14 +385,14 @@ def _search(enc, ctc_logp, step, sos, eos, cfg, maxlen, minlen):
             ws += w_ctc32 * ctc_sc
         ws += score[:, None]
 
-        top = _topk_1d(ws.reshape(-1), beam)
+        top = _topk_among(ws, ids, eos, beam) if do_pre_beam else _topk_1d(ws.reshape(-1), beam)
         prev = top // V
         tok = top % V
 
         yseq = np.concatenate((yseq[prev], tok[:, None]), axis=1)
         score = ws[prev, tok]
         if use_dec:
-            cache = np.asarray(new_cache)[:, prev]
+            cache = _select(new_cache, prev)
         if use_ctc:
             r_state, s_state = ctc.select(Z, log_psi, idmap, S, prev, tok)
 
@@ -384,7 +411,7 @@ def _search(enc, ctc_logp, step, sos, eos, cfg, maxlen, minlen):
             keep = np.flatnonzero(~is_eos)
             yseq, score = yseq[keep], score[keep]
             if use_dec:
-                cache = cache[:, keep]
+                cache = _select(cache, keep)
             if use_ctc:
                 r_state, s_state = r_state[:, :, keep], s_state[keep]
 

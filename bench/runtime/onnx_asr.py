@@ -62,6 +62,10 @@ class OnnxSpeech2Text:
         self.encoder_path = Path(graphs_dir) / "encoder.onnx"
         self.encoder = load_session(self.encoder_path, threads, providers)
         self.decoder = load_session(Path(graphs_dir) / "decoder.onnx", threads, providers)
+        # a key/value-cached decoder step (export/kv_decoder.py) comes with its cross_kv graph
+        self.cached = "cross_k_0" in {i.name for i in self.decoder.get_inputs()}
+        self.cross_kv = load_session(Path(graphs_dir) / "cross_kv.onnx", threads, providers) \
+            if self.cached else None
         self.meta = export_meta
         self.cfg = BeamSearchConfig(
             beam_size=decode["beam_size"], ctc_weight=decode["ctc_weight"],
@@ -72,6 +76,9 @@ class OnnxSpeech2Text:
                              f"over its output tokens (an ST model without st_ctc): set it to 0")
         self.converter = TokenConverter(exp_dir)
         self.min_samples = export_meta.get("subsampling_min_samples", 0)
+        # On CUDA the cross-attention keys and values stay on the GPU for every step of an
+        # utterance (IO binding) instead of being copied there at each step.
+        self.bind_device = "cuda" if providers[0] == "CUDAExecutionProvider" else None
 
     def _step(self, ys, cache, memory):
         if cache is None:
@@ -80,6 +87,29 @@ class OnnxSpeech2Text:
         logp, new_cache = self.decoder.run(None, {"ys": ys.astype(np.int64), "cache": cache,
                                                   "memory": memory})
         return logp, new_cache
+
+    def _cached_step(self, enc):
+        """A step over keys and values computed once for this utterance; memory goes unused.
+        Its cache is a list of per-layer arrays (self_k_0, self_v_0, ...) with beams on axis 0."""
+        kv = self.meta["kv_decoder"]
+        names = [i.name for i in self.decoder.get_inputs() if i.name.startswith("self_")]
+        cross_names = [o.name for o in self.cross_kv.get_outputs()]
+        if self.bind_device is None:
+            cross = dict(zip(cross_names, self.cross_kv.run(None, {"enc": enc})))
+            run = self.decoder.run
+        else:
+            cross = dict(zip(cross_names, _run_bound(self.cross_kv, {"enc": enc}, {}, self.bind_device)))
+
+            def run(_, feeds):
+                host = {k: v for k, v in feeds.items() if k not in cross}
+                return _run_bound(self.decoder, host, cross, "cpu", copy=True)
+
+        def step(ys, cache, memory):
+            if cache is None:
+                cache = [np.zeros((ys.shape[0], kv["heads"], 0, kv["d_k"]), np.float32)] * len(names)
+            logp, *new_cache = run(None, {"ys": ys.astype(np.int64), **cross, **dict(zip(names, cache))})
+            return logp, new_cache
+        return step
 
     def __call__(self, wave: np.ndarray) -> Recognition:
         if wave.shape[0] < self.min_samples:
@@ -91,11 +121,27 @@ class OnnxSpeech2Text:
         # without CTC the search never reads these scores; it takes only the vocabulary size
         ctc_logp = outs[1] if len(outs) > 1 else \
             np.zeros((1, enc.shape[1], self.meta["vocab_size"]), dtype=np.float32)
-        hyps = beam_search(enc[0], ctc_logp[0], self._step, sos=self.meta["sos"],
+        step = self._cached_step(enc) if self.cached else self._step
+        hyps = beam_search(enc[0], ctc_logp[0], step, sos=self.meta["sos"],
                            eos=self.meta["eos"], cfg=self.cfg)
         # like ESPnet's Speech2Text: no hypothesis -> empty output; blank (id 0) dropped
         best = [int(t) for t in hyps[0].tokens if t != 0] if hyps else []
         return Recognition(tokens=best, text=self.converter.text(best))
+
+
+def _run_bound(session, host_inputs: dict, device_inputs: dict, output_device: str,
+               copy: bool = False) -> list:
+    """Run with IO binding: numpy inputs copied in, OrtValues used where they are, outputs
+    left on ``output_device`` (OrtValues) or, with ``copy``, returned as numpy arrays."""
+    binding = session.io_binding()
+    for name, value in host_inputs.items():
+        binding.bind_cpu_input(name, np.ascontiguousarray(value))
+    for name, value in device_inputs.items():
+        binding.bind_ortvalue_input(name, value)
+    for out in session.get_outputs():
+        binding.bind_output(out.name, output_device)
+    session.run_with_iobinding(binding)
+    return binding.copy_outputs_to_cpu() if copy else binding.get_outputs()
 
 
 def load_export_meta(artifact: Path) -> dict:

@@ -95,6 +95,8 @@ class TorchText2Speech:
                         alpha=d.get("speed_control_alpha", 1.0))["wav"]
                 if not calls:
                     raise RuntimeError("VITS inference drew no flow noise: the patch missed it")
+        if self.device == "cuda":  # the timed region ends when the GPU's work has ended
+            torch.cuda.synchronize()
         wave = wav.detach().cpu().numpy().reshape(-1).astype(np.float32)
         require_finite(wave, "synthesized waveform", self.model_file)
         return Synthesis(wave=wave, sample_rate=self.sample_rate)
