@@ -53,6 +53,13 @@ def exit_code(doc: dict, pytest_code: int) -> int:
     return pytest_code
 
 
+def cmd_breakdown(a) -> int:
+    from bench.measure.breakdown import breakdown, format_breakdown
+
+    print(format_breakdown(breakdown(a.card, a.variant, a.threads, a.rounds)))
+    return 0
+
+
 def cmd_export(a) -> int:
     from bench.cases import BenchSession
     from bench.zoo.cards import load_card
@@ -190,6 +197,14 @@ def main(argv=None) -> int:
     e = sub.add_parser("export", help="build and export a card (cached), print its artifact")
     e.add_argument("card", help="a built-in card name or a card file")
     e.set_defaults(func=cmd_export)
+
+    bd = sub.add_parser("breakdown", help="where an ONNX variant's time goes (graphs, CTC "
+                        "scoring, top-k, rest) on a card's timed subset: a diagnosis, not a figure")
+    bd.add_argument("card")
+    bd.add_argument("variant")
+    bd.add_argument("--threads", type=int, default=2)
+    bd.add_argument("--rounds", type=int, default=2)
+    bd.set_defaults(func=cmd_breakdown)
 
     rep = sub.add_parser("report", help="merge results documents into one HTML report",
                          epilog="exit status: 0 written; 2 written, but an input could not be read "

@@ -68,8 +68,7 @@ def quantize(src: Path, dst: Path, settings: dict | None = None,
 
 def _quantize_static(src: Path, dst: Path, op_types: list[str], excluded: list[str],
                      feeds: list[dict]) -> None:
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationDataReader
 
     class Feeds(CalibrationDataReader):
         def __init__(self):
@@ -78,6 +77,28 @@ def _quantize_static(src: Path, dst: Path, op_types: list[str], excluded: list[s
         def get_next(self):
             return next(self.items, None)
 
-    quantize_static(str(src), str(dst), Feeds(), quant_format=QuantFormat.QDQ,
+    # The calibrator records only tensors whose type ONNX's shape inference knows, and that
+    # inference cannot type the fused graphs' contrib ops (SkipLayerNormalization, Attention) or
+    # anything after them; ORT's symbolic shape inference can. Without it, every convolution
+    # downstream of a fused block had no range ("Unable to get valid quantization scale").
+    typed = dst.with_suffix(".typed.onnx")
+    try:
+        import onnx
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        onnx.save(SymbolicShapeInference.infer_shapes(onnx.load(str(src)), auto_merge=True), str(typed))
+        src = typed
+    except Exception:  # noqa: BLE001 - then the quantizer works from the graph as it is
+        pass
+    try:
+        _quantize_static_typed(src, dst, op_types, excluded, Feeds())
+    finally:
+        typed.unlink(missing_ok=True)
+
+
+def _quantize_static_typed(src: Path, dst: Path, op_types, excluded, feeds) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    quantize_static(str(src), str(dst), feeds, quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=op_types, nodes_to_exclude=excluded, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
