@@ -10,12 +10,14 @@ def test_breakdown_names_each_graph_and_adds_up(tmp_path, monkeypatch):
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
     original = beam_search._CTCPrefixScorer.score
+    topk = beam_search._topk_rows_set
     b = breakdown("asr-conformer-smoke", "onnx-fused", threads=1, rounds=1)
     labels = {label for label, _, _ in b["parts"]}
     assert {"graph encoder", "graph decoder", "graph cross_kv", "CTC prefix scoring", "rest"} <= labels
     assert abs(sum(s for _, s, _ in b["parts"]) - b["total_s"]) < 1e-9
     assert all(s >= 0 for label, s, _ in b["parts"] if label != "rest")
-    assert beam_search._CTCPrefixScorer.score is original  # the timers are taken off again
+    # the timers are taken off again: class, module and instance attributes alike
+    assert beam_search._CTCPrefixScorer.score is original and beam_search._topk_rows_set is topk
     assert "graph decoder" in format_breakdown(b)
     with pytest.raises(ValueError, match="ONNX variants only"):
         breakdown("asr-conformer-smoke", "pytorch")

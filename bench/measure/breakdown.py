@@ -14,6 +14,7 @@ from contextlib import contextmanager
 @contextmanager
 def _timed_attr(owner, name: str, label: str, seconds: Counter, calls: Counter):
     original = getattr(owner, name)
+    own = name in vars(owner)  # a module's or class's own attribute; else a method seen through
 
     def timed(*args, **kwargs):
         t = time.perf_counter()
@@ -27,10 +28,10 @@ def _timed_attr(owner, name: str, label: str, seconds: Counter, calls: Counter):
     try:
         yield
     finally:
-        if isinstance(owner, type):
+        if own:
             setattr(owner, name, original)
         else:
-            delattr(owner, name)  # the instance falls back to the class's method again
+            delattr(owner, name)  # the instance falls back to its class's method again
 
 
 def breakdown(card_name: str, variant: str, threads: int = 2, rounds: int = 2) -> dict:
