@@ -18,8 +18,13 @@ def _interrupt(signum, frame):
 
 
 def terminate_as_interrupt() -> None:
-    """Make SIGTERM raise KeyboardInterrupt (Python's default for it is to die on the spot)."""
+    """Make SIGTERM raise KeyboardInterrupt (Python's default for it is to die on the spot),
+    and SIGINT too even where the run was started with it ignored: a shell starts background
+    jobs so, and Python then never installs its KeyboardInterrupt handler, so a SIGINT sent
+    on purpose (by `bench run` passing one on) would be lost and the run go on to the end."""
     signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def drop_lineless_entries(exc: BaseException) -> None:

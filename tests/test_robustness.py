@@ -167,7 +167,12 @@ def _previous_state(tmp_path: Path) -> dict[Path, bytes]:
     return files
 
 
-def _start(tmp_path: Path, cache: Path, how: str, variants: str = VARIANTS) -> subprocess.Popen:
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _start(tmp_path: Path, cache: Path, how: str, variants: str = VARIANTS,
+           sigint_ignored: bool = False) -> subprocess.Popen:
     out = tmp_path / "reports"
     if how == "bench run":
         cmd = [sys.executable, "-m", "bench", "run", "--fast", "--card", SMOKE, "--variant", variants,
@@ -179,7 +184,8 @@ def _start(tmp_path: Path, cache: Path, how: str, variants: str = VARIANTS) -> s
     env = dict(os.environ, BENCH_CACHE=str(cache), BENCH_BASELINES=str(tmp_path / "baselines"),
                PYTHONUNBUFFERED="1")
     return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=_ignore_sigint if sigint_ignored else None)
 
 
 def _group_gone(pgid: int, within: float = 10.0) -> bool:
@@ -198,7 +204,9 @@ def _group_gone(pgid: int, within: float = 10.0) -> bool:
                                       ("SIGTERM", "pytest")])
 def test_stopped_run_keeps_previous_files_and_marks_its_own_partial(tmp_path, smoke_cache, sig, how):
     previous = _previous_state(tmp_path)
-    proc = _start(tmp_path, smoke_cache, how)
+    # SIGINT's case starts as a shell's background job does, with SIGINT ignored: a SIGINT sent
+    # on purpose must stop it all the same (a run launched so once went on to the end)
+    proc = _start(tmp_path, smoke_cache, how, sigint_ignored=sig == "SIGINT")
     lines: list[str] = []
     first_case_done = threading.Event()
 
