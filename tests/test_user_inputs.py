@@ -143,7 +143,12 @@ def test_librispeech_kaldi_dir_through_the_suite_path(card_run, libri):
     assert cases[1]["metrics"]["agreement_ter"] == 0.0  # onnx still agrees with PyTorch
 
 
+def _graph_bytes(variant_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(variant_dir.glob("*.onnx"))}
+
+
 def test_user_exp_dir_and_zip_give_the_cards_hypotheses(smoke, libri, card_run, tmp_path):
+    from bench.artifacts import ensure_artifact
     from bench.zoo.user_model import user_card
 
     card, smoke_exp = smoke
@@ -157,6 +162,13 @@ def test_user_exp_dir_and_zip_give_the_cards_hypotheses(smoke, libri, card_run, 
         for case in cases:
             assert case["status"] == "ok", f"{path}: {case['error']}"
         for v in variants:
+            if v == "onnx-int8":
+                # ORT's int8 decoding of this random-weight model is not repeatable from one
+                # process to the next (same graphs, one thread: different near-tie tokens), so
+                # the user's int8 is held to the card's graph by graph, byte for byte
+                assert _graph_bytes(ensure_artifact(user) / "variants" / v) == \
+                       _graph_bytes(smoke_exp.parent / "variants" / v), (path, v)
+                continue
             assert [(u["id"], u["tokens"], u["hypothesis"]) for u in got[v]] == \
                    [(u["id"], u["tokens"], u["hypothesis"]) for u in expected[v]], (path, v)
 
