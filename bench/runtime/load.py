@@ -22,6 +22,12 @@ def _artifact_task(artifact: Path) -> tuple[str, str]:
 
 
 def load_recognizer(artifact: Path, decode: dict, variant: str, device: str, threads: int):
+    from bench.measure.inject import maybe_slowed
+
+    return maybe_slowed(_load(artifact, decode, variant, device, threads), variant)
+
+
+def _load(artifact: Path, decode: dict, variant: str, device: str, threads: int):
     v = get_variant(variant)
     artifact = Path(artifact)
     family, espnet_task = _artifact_task(artifact)

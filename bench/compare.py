@@ -1,0 +1,328 @@
+"""`python -m bench compare`: is a change slower or worse than the code it changes, on this host?
+
+A baseline holds only on the machine class it was measured on; this verdict holds on any host,
+because both sides of the change are measured in one session on one host. For each
+(card, variant) two worker processes run, one per side, each importing its own side's bench
+(bench/compare_worker.py, started by path with PYTHONPATH at the side's checkout). Both use the
+same interpreter and libraries and share the artifact and corpora caches, so equal export
+code reuses one exported model. Timing alternates the sides pair by pair (A B, B A, ...), so
+slow drift of the host hits both alike and cancels in each pair's head/base ratio. The rules
+(when to stop, what fails) are in bench.compare_verdict.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.paths import cache_dir, corpora_dir, reports_dir, shared_dir
+
+SCHEMA = "bench-compare/1"
+WORKER = Path(__file__).resolve().parent / "compare_worker.py"
+EXIT_FAIL, EXIT_USAGE, EXIT_ERROR, EXIT_INVALID = 1, 2, 3, 4
+EXIT_HELP = """exit status (worst first): 1 a case failed (head slower or worse than base beyond
+the gate's tolerances); 3 a case could not run (a worker error, a variant or card unknown to one
+side: the message says which); 4 a case's timing was too noisy to decide; 0 every case passed;
+2 bad usage (an unknown revision or card) or interrupted."""
+
+
+class WorkerError(RuntimeError):
+    """A side's worker failed; the message names the side, the operation and the cause."""
+
+
+class Worker:
+    """One side's worker process, spoken to in JSON lines."""
+
+    def __init__(self, side, log: Path):
+        self.side, self.log = side, log
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(side.root), os.environ.get("PYTHONPATH")])),
+                   BENCH_CACHE=str(cache_dir()), BENCH_CORPORA=str(corpora_dir()), PYTHONUNBUFFERED="1")
+        # an injection by environment would slow both sides alike; a compare measures code
+        env.pop("BENCH_INJECT_SLOWDOWN", None)
+        if shared_dir():  # a checkout under .cache/ has no ../shared beside it
+            env["BENCH_SHARED"] = str(shared_dir())
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as err:
+            self.proc = subprocess.Popen([sys.executable, str(WORKER)], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=err, text=True,
+                                         cwd=side.root, env=env)
+
+    def call(self, op: str, **kw) -> dict:
+        try:
+            self.proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except OSError:  # a broken pipe: the worker is gone
+            line = ""
+        if not line:
+            code = self.proc.wait()
+            raise WorkerError(f"{self.side.name} {self.side.label}: the worker exited with status "
+                              f"{code} during {op}; its log {self.log} ends: {_tail(self.log)}")
+        reply = json.loads(line)
+        if not reply.pop("ok"):
+            raise WorkerError(f"{self.side.name} {self.side.label}: {reply['error']}")
+        return reply
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.call("quit")
+                self.proc.wait(timeout=30)
+            except (WorkerError, subprocess.TimeoutExpired, ValueError):
+                self.proc.kill()
+                self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            f.close()
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:]) or "(empty)"
+    except OSError:
+        return "(unreadable)"
+
+
+def time_pairs(run_base, run_head, fast: bool, clock=time.monotonic) -> dict:
+    """One warm-up round each, then pairs in alternating order until stop_reason says enough."""
+    from bench.compare_verdict import ratio_summary, stop_reason
+
+    warmup = {"base_s": run_base(), "head_s": run_head()}
+    pairs, t0 = [], clock()
+    while True:
+        head_first = len(pairs) % 2 == 1
+        if head_first:
+            h, b = run_head(), run_base()
+        else:
+            b, h = run_base(), run_head()
+        pairs.append({"order": "head,base" if head_first else "base,head", "base_s": b, "head_s": h,
+                      "ratio": h / b})
+        reason = stop_reason([p["ratio"] for p in pairs], clock() - t0, fast)
+        if reason:
+            break
+    median, ci = ratio_summary([p["ratio"] for p in pairs])
+    return {"median": median, "ci95": list(ci), "n_pairs": len(pairs), "stop_reason": reason,
+            "timing_s": clock() - t0, "warmup": warmup, "pairs": pairs}
+
+
+def _between(family: str, qb: dict, qh: dict, waves: dict) -> dict:
+    """Head's outputs against base's: token error rate, or mel-cepstral distance for speech out."""
+    if family == "text2speech":
+        import numpy as np
+
+        from bench.metrics.audio import mel_cepstral_distortion
+
+        wb, wh = np.load(waves["base"]), np.load(waves["head"])
+        d = [mel_cepstral_distortion(wb[k], wh[k], sr) for k, sr in zip(sorted(wb.files), qb["sample_rates"])]
+        return {"tts_distance": sum(d) / len(d) if d else None}
+    from bench.metrics.text import agreement_ter
+
+    return {"agreement_ter": agreement_ter(qb.pop("tokens"), qh.pop("tokens"))}
+
+
+def run_case(sides: dict, card: str, variant: str, opts, logs: Path) -> dict:
+    """Measure one (card, variant) on both sides; errors are reported in the case."""
+    name = Path(card).stem  # a card file's name without its folder
+    case = {"card": name, "variant": variant, "device": opts.device, "status": "ok"}
+    workers: dict = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+            artifacts = {}
+            for side in sides.values():  # exports in a process of their own (not in the peak RSS)
+                w = Worker(side, logs / f"{name}.{variant}.{side.name}.export.log")
+                try:
+                    artifacts[side.name] = w.call("export", card=card)["artifact"]
+                finally:
+                    w.close()
+            for side in sides.values():
+                workers[side.name] = Worker(side, logs / f"{name}.{variant}.{side.name}.log")
+            loaded = {n: w.call("load", card=card, variant=variant, device=opts.device,
+                                threads=opts.threads, artifact=artifacts[n], data=opts.data)
+                      for n, w in workers.items()}
+            for n, info in loaded.items():  # the worker must run its side's code, nothing else
+                if not Path(info["bench_file"]).resolve().is_relative_to(Path(sides[n].root).resolve()):
+                    raise WorkerError(f"{n} worker imported bench from {info['bench_file']}, "
+                                      f"not from its checkout {sides[n].root}")
+            waves = {n: str(Path(tmp) / f"{n}.npz") for n in workers}
+            quality = {n: w.call("quality", waves_path=waves[n]) for n, w in workers.items()}
+            family = loaded["head"]["family"]
+            case["between"] = _between(family, quality["base"], quality["head"], waves)
+            case["time"] = time_pairs(lambda: workers["base"].call("round")["seconds"],
+                                      lambda: workers["head"].call("round")["seconds"], opts.fast)
+            memory = {n: w.call("memory") for n, w in workers.items()}
+    except Exception as e:  # one broken case is reported; the others still run
+        msg = str(e) if isinstance(e, WorkerError) else f"{type(e).__name__}: {e}"
+        case.update(status="error", verdict="error", reasons=[msg])
+        return case
+    finally:
+        for w in workers.values():
+            w.close()
+    from bench.compare_verdict import verdict
+
+    case["n_items"], case["n_timed"] = loaded["head"]["n_items"], loaded["head"]["n_timed"]
+    case["quality"] = {n: q["metrics"] for n, q in quality.items()}
+    case["model_mb"] = _pair({n: i["model_mb"] for n, i in loaded.items()})
+    case["peak_rss_mb"] = _pair({n: m["hwm_mb"] for n, m in memory.items()})
+    case["torch_imported"] = {n: m["torch_imported"] for n, m in memory.items()}
+    case["sides"] = {n: {"bench_file": loaded[n]["bench_file"], "artifact": loaded[n]["artifact"],
+                         "load_s": loaded[n]["load_s"], "rss_before_load_mb": loaded[n]["rss_before_load_mb"],
+                         "quality_s": quality[n]["seconds"], "notes": quality[n]["notes"],
+                         "texts": quality[n].get("texts")} for n in workers}
+    case["verdict"], case["reasons"] = verdict(case)
+    return case
+
+
+def _pair(values: dict) -> dict:
+    b, h = values.get("base"), values.get("head")
+    return {"base": b, "head": h, "delta": None if b is None or h is None else h - b}
+
+
+def exit_status(cases: list[dict]) -> int:
+    verdicts = {c.get("verdict") for c in cases}
+    if "fail" in verdicts:
+        return EXIT_FAIL
+    if "error" in verdicts:
+        return EXIT_ERROR
+    if "invalid" in verdicts:
+        return EXIT_INVALID
+    return 0
+
+
+def format_table(cases: list[dict]) -> str:
+    from bench.compare_verdict import QUALITY, fmt
+
+    head = ("card", "variant", "head/base time [95% CI]", "quality base->head", "agreement",
+            "model MB delta", "peak RSS MB delta", "verdict", "reasons")
+    rows = []
+    for c in cases:
+        t = c.get("time")
+        q = c.get("quality") or {}
+        quality = ", ".join(f"{m} {fmt(q['base'][m])}->{fmt(q['head'][m])}" for m in QUALITY
+                            if (q.get("base") or {}).get(m) is not None
+                            and (q.get("head") or {}).get(m) is not None) or "-"
+        between = ", ".join(f"{k} {fmt(v)}" for k, v in (c.get("between") or {}).items() if v is not None)
+
+        def delta(key):
+            d = (c.get(key) or {}).get("delta")
+            return "-" if d is None else f"{d:+.2f} (of {fmt(c[key]['base'])})"
+        rows.append((c["card"], c["variant"],
+                     f"{t['median']:.4f} [{t['ci95'][0]:.4f}, {t['ci95'][1]:.4f}] ({t['n_pairs']} pairs)" if t else "-",
+                     quality, between or "-", delta("model_mb"), delta("peak_rss_mb"), c["verdict"],
+                     "; ".join(c.get("reasons") or []) or "-"))
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head) - 1)]
+    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(r, widths)) + "  " + str(r[-1])
+                     for r in [head, *rows])
+
+
+def _usage_error(msg: str) -> int:
+    print(f"bench compare: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _cases(a) -> list[tuple[str, str]] | str:
+    """(card, variant) pairs to compare, or a usage error's message."""
+    from bench.variants import VARIANTS, device_reason
+    from bench.zoo.cards import CardError, list_cards, load_card
+
+    try:
+        # a card file is passed to the workers by absolute path, a built-in card by name
+        cards = [c.strip() if not Path(c.strip()).suffix else str(Path(c.strip()).resolve())
+                 for c in a.card.split(",") if load_card(c.strip())] if a.card else \
+            [c.name for c in list_cards(a.tier)]
+    except CardError as e:
+        return str(e)
+    if not cards:
+        return f"no cards in tier {a.tier!r}"
+    if a.variant:  # not checked here: a variant only one side knows is that case's error
+        variants = [v.strip() for v in a.variant.split(",") if v.strip()]
+    else:
+        variants = [v for v in VARIANTS if device_reason(v, a.device) is None]
+    return [(c, v) for c in cards for v in variants]
+
+
+def cmd_compare(a) -> int:
+    from bench.compare_revs import RevError, checkout, resolve
+    from bench.fingerprint import machine_class, machine_fingerprint
+    from bench.results import write_json_atomic
+
+    try:
+        sides = {"base": resolve("base", a.base), "head": resolve("head", a.head)}
+    except RevError as e:
+        return _usage_error(str(e))
+    cases = _cases(a)
+    if isinstance(cases, str):
+        return _usage_error(cases)
+    if a.data:
+        if not Path(a.data).is_dir():
+            return _usage_error(f"--data {a.data}: not a directory")
+        a.data = str(Path(a.data).resolve())
+    a.threads = a.threads or len(os.sched_getaffinity(0))
+    started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = Path(a.out) if a.out else reports_dir() / "compare" / f"{started}-{uuid.uuid4().hex[:6]}"
+    try:
+        sides = {n: checkout(s) for n, s in sides.items()}
+    except subprocess.CalledProcessError as e:
+        print(f"bench compare: error: cannot check out a revision: {' '.join(e.cmd)}: "
+              f"{(e.stderr or '').strip()}", file=sys.stderr)
+        return EXIT_ERROR
+    host = machine_fingerprint()
+    doc = {"schema": SCHEMA, "started": started, "complete": False,
+           "base": sides["base"].as_dict(), "head": sides["head"].as_dict(),
+           "host": {**host, "class": machine_class(host)},
+           "settings": {"threads": a.threads, "device": a.device, "fast": a.fast, "data": a.data,
+                        "python": sys.executable, "loadavg_1m_before": os.getloadavg()[0]},
+           "cases": []}
+    print(f"bench compare: base {sides['base'].label} vs head {sides['head'].label}, "
+          f"{len(cases)} case(s) -> {out}", file=sys.stderr)
+    write_json_atomic(out / "compare.json", doc)
+    try:
+        for card, variant in cases:
+            t = time.monotonic()
+            case = run_case(sides, card, variant, a, out / "logs")
+            case["wall_s"] = time.monotonic() - t
+            doc["cases"].append(case)
+            write_json_atomic(out / "compare.json", doc)  # a stopped run keeps the cases it finished
+            print(f"  {card} {variant}: {case['verdict']} ({case['wall_s']:.0f} s)", file=sys.stderr)
+    except KeyboardInterrupt:  # the workers got the same SIGINT; run_case has closed them
+        print(f"bench compare: interrupted; the finished cases are in {out / 'compare.json'}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    doc.update(complete=True, exit_status=exit_status(doc["cases"]))
+    doc["settings"]["loadavg_1m_after"] = os.getloadavg()[0]
+    write_json_atomic(out / "compare.json", doc)
+    print(format_table(doc["cases"]))
+    print(out / "compare.json")
+    return doc["exit_status"]
+
+
+def add_parser(sub) -> None:
+    """The `compare` sub-command, registered by bench/__main__.py."""
+    from bench.compare_revs import WORKTREE
+    from bench.compare_verdict import CAP_S, CAP_S_FAST, MAX_PAIRS, MIN_PAIRS, MIN_PAIRS_FAST
+
+    c = sub.add_parser("compare", help="head against base, both measured now on this host: "
+                       "the verdict on a change that holds on any machine",
+                       description=__doc__, epilog=EXIT_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("--base", default="HEAD", help="a git revision of this repository, or "
+                   f"{WORKTREE} (the working tree as it is, uncommitted changes included); default HEAD")
+    c.add_argument("--head", default=WORKTREE, help=f"as --base; default {WORKTREE}")
+    c.add_argument("--card", help="only these cards (comma-separated), whatever their tier")
+    c.add_argument("--tier", default="main", help="cards of these tiers when --card is not given: "
+                   "main (default), smoke, accuracy, paper (comma-separated), or all")
+    c.add_argument("--variant", help="only these variants (comma-separated); default every variant "
+                   "this tree knows that runs on --device")
+    c.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    c.add_argument("--data", help="a Kaldi-style data dir that replaces every card's data")
+    c.add_argument("--threads", type=int, help="intra-op threads of each worker (default: usable cores)")
+    c.add_argument("--fast", action="store_true", help=f"{MIN_PAIRS_FAST} pairs at least and "
+                   f"{CAP_S_FAST:g} s of timing at most (default {MIN_PAIRS} and {CAP_S:g} s, up to "
+                   f"{MAX_PAIRS} pairs): checks of the harness, not figures")
+    c.add_argument("--out", help="folder for compare.json and the workers' logs "
+                   f"(default {reports_dir()}/compare/<time>-<id>/)")
+    c.set_defaults(func=cmd_compare)

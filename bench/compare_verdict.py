@@ -1,0 +1,121 @@
+"""The rules of `python -m bench compare`: when to stop timing, and the verdict on one case.
+
+Both sides of a change run in one session on one host, so no baseline is involved: head is
+judged against base with the gate's own tolerances (bench.baseline.DEFAULT_TOLERANCES), read
+through :func:`tolerances` so the gate code can be swapped in one place. Pure functions of
+measured numbers: no processes, no models.
+
+Speed is the median of per-pair head/base time ratios with a 95% bootstrap interval; the case
+fails only when the whole interval lies above 1 + tolerance, so noise alone rarely fails it.
+A failure decided by any figure wins over `invalid` (an interval too wide to decide speed).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from bench.measure.stats import bootstrap_ci
+
+# Timing rounds. --fast: checks of the harness, not figures anyone should quote.
+MIN_PAIRS, MIN_PAIRS_FAST = 6, 2
+MAX_PAIRS = 40
+CAP_S, CAP_S_FAST = 120.0, 20.0     # seconds of paired timing per case, after MIN_PAIRS
+STOP_REL_WIDTH = 0.10               # stop early once the interval is narrower than this x median
+MAX_REL_WIDTH = 0.50                # wider than this when timing stops: speed is undecided
+
+# The gate's tolerance for speed applies to head/base time: both say "slower by more than x".
+TIME_TOLERANCE = "speedup"
+# Scored against references on each side, compared base -> head.
+QUALITY = ("wer", "cer", "bleu", "intent_acc")
+# Computed between the sides' outputs (head against base): 0 when they are identical.
+BETWEEN = ("agreement_ter", "tts_distance")
+SIZES = ("model_mb", "peak_rss_mb")  # each side's own figure, compared base -> head
+
+
+def tolerances() -> dict[str, Mapping[str, Any]]:
+    """metric -> {mode, value, worse}: the gate's tolerances (imported when needed)."""
+    from bench.baseline import DEFAULT_TOLERANCES
+
+    return DEFAULT_TOLERANCES
+
+
+def ratio_summary(ratios: Sequence[float]) -> tuple[float, tuple[float, float]]:
+    """Median head/base ratio and its 95% bootstrap interval (seeded: re-reading never changes it)."""
+    x = np.asarray(ratios, dtype=float)
+    return float(np.median(x)), bootstrap_ci(x, stat=np.median, alpha=0.05, seed=0)
+
+
+def stop_reason(ratios: Sequence[float], elapsed_s: float, fast: bool = False) -> str | None:
+    """Why timing stops after these pairs, or None to time another pair."""
+    if len(ratios) < (MIN_PAIRS_FAST if fast else MIN_PAIRS):
+        return None
+    median, (lo, hi) = ratio_summary(ratios)
+    if hi - lo < STOP_REL_WIDTH * median:
+        return f"interval narrower than {STOP_REL_WIDTH:.2f} x the median"
+    if len(ratios) >= MAX_PAIRS:
+        return f"{MAX_PAIRS} pairs"
+    cap = CAP_S_FAST if fast else CAP_S
+    if elapsed_s >= cap:
+        return f"time cap ({cap:g} s)"
+    return None
+
+
+def fmt(x: float) -> str:
+    """At least 4 significant digits, never an exponent: 1.203, 12.34, 1234."""
+    if x == 0 or not np.isfinite(x):
+        return f"{x:.4f}"
+    return f"{x:.{max(0, 3 - int(np.floor(np.log10(abs(x)))))}f}"
+
+
+def _check(label: str, base: float, head: float, spec: Mapping[str, Any]) -> str | None:
+    """A message if head is worse than base by more than the tolerance, else None."""
+    v, up = float(spec["value"]), spec["worse"] == "higher"
+    sign = "+" if up else "-"
+    if spec["mode"] == "relative":
+        limit = base * (1 + v) if up else base * (1 - v)
+        rule = f"{fmt(base)} x (1 {sign} {v:.2f}) = {fmt(limit)}"
+    else:
+        limit = base + v if up else base - v
+        rule = f"{fmt(base)} {sign} {v:.2f} = {fmt(limit)}"
+    if (head > limit) if up else (head < limit):
+        return f"{label} {fmt(base)} -> {fmt(head)} {'>' if up else '<'} {rule}"
+    return None
+
+
+def verdict(case: Mapping[str, Any], tol: Mapping[str, Mapping[str, Any]] | None = None
+            ) -> tuple[str, list[str]]:
+    """('pass' | 'fail' | 'invalid', reasons) for one measured case.
+
+    ``case``: ``time`` {median, ci95}; ``quality`` {base: {metric: v}, head: {...}};
+    ``between`` {agreement_ter | tts_distance: head against base}; ``model_mb`` and
+    ``peak_rss_mb`` {base, head}. A figure missing on either side is not judged.
+    """
+    tol = tolerances() if tol is None else tol
+    fails: list[str] = []
+    t = case.get("time") or {}
+    median, (lo, hi) = t.get("median"), t.get("ci95") or (None, None)
+    if median is not None:
+        v = float(tol[TIME_TOLERANCE]["value"])
+        if lo > 1 + v:
+            fails.append(f"head/base time {median:.4f} [{lo:.4f}, {hi:.4f}] > 1 + {v:.2f} = {1 + v:.4f}")
+    q = case.get("quality") or {}
+    for m in QUALITY:
+        b, h = (q.get("base") or {}).get(m), (q.get("head") or {}).get(m)
+        if b is not None and h is not None and m in tol:
+            fails.append(_check(m, b, h, tol[m]))
+    for m, value in (case.get("between") or {}).items():
+        if value is not None and m in tol:
+            fails.append(_check(f"{m} (head vs base)", 0.0, value, tol[m]))
+    for m in SIZES:
+        sizes = case.get(m) or {}
+        if sizes.get("base") is not None and sizes.get("head") is not None and m in tol:
+            fails.append(_check(m, sizes["base"], sizes["head"], tol[m]))
+    fails = [f for f in fails if f]
+    if fails:
+        return "fail", fails
+    if median is not None and hi - lo > MAX_REL_WIDTH * median:
+        return "invalid", [f"head/base time interval [{lo:.4f}, {hi:.4f}] is wider than "
+                           f"{MAX_REL_WIDTH:.2f} x the median {median:.4f} "
+                           f"(after {t.get('n_pairs', '?')} pairs, stopped at {t.get('stop_reason')})"]
+    return "pass", []
