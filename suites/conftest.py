@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench.progress import CaseProgress
 from bench.runner import SuiteRun
 from bench.signals import drop_lineless_entries, stop_signals_ignored, terminate_as_interrupt
 from bench.variants import VARIANTS
@@ -61,8 +62,22 @@ def suite_run(pytestconfig):
     return run
 
 
+def case_label(item) -> str:
+    """``asr-conformer-tiny onnx-int8 cpu``: how a person names a case in the progress lines."""
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("bench_case") if callspec is not None else None
+    if not isinstance(case, tuple) or len(case) != 3:  # e.g. an empty parameter set: NOTSET
+        return item.nodeid
+    card, variant, device = case
+    return f"{card.name} {variant} {device}"
+
+
 def pytest_configure(config):
     terminate_as_interrupt()  # a cancelled job (SIGTERM) ends like Ctrl-C: partial results kept
+    # a started and a done line per case, with the time so far and an estimate of what is left
+    # (pytest -q alone shows a dot per finished case, and a case can take minutes)
+    if not config.pluginmanager.has_plugin("bench-progress"):
+        config.pluginmanager.register(CaseProgress(config, label=case_label), "bench-progress")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -1,4 +1,5 @@
 """Statistics and interleaved timing: order, round rules, and a known cost ratio."""
+import itertools
 import time
 
 import numpy as np
@@ -186,3 +187,167 @@ def test_time_single_real_clock_sums():
     assert res.n_rounds == 3
     assert all(len(row) == 3 for row in res.item_s)
     assert all(0.0009 < s < 0.05 for s in res.item_flat())
+
+
+# ---------------------------------------------------------------- the sequential rule and its cap
+
+from bench.measure.timing import (STOP_DECIDED, STOP_FLOORS, STOP_MAX_ROUNDS,  # noqa: E402
+                                  STOP_TIME_CAP, SingleTiming)
+
+
+def _noisy(cost, sd=0.5, seed=0):
+    """Per-call cost x a lognormal factor: rounds whose ratio never settles within 10 %."""
+    rng = np.random.default_rng(seed)
+    return lambda item: cost * float(rng.lognormal(0.0, sd))
+
+
+def _cycle(*costs):
+    """Per-call costs taken in turn: exact seconds, and a ratio that jumps round to round."""
+    it = itertools.cycle(costs)
+    return lambda item: next(it)
+
+
+def test_sequential_rule_stops_at_the_floor_when_ratios_are_steady():
+    c = FakeClock()
+    res = interleaved_pairs(c.work("A", 2.0), c.work("B", 1.0), ["x", "y"], min_rounds=3,
+                            target_rel_width=0.10, max_seconds=1000.0, clock=c)
+    assert res.n_rounds == 3  # a steady ratio: the interval is a point after the floor
+    assert res.stopped == STOP_DECIDED and res.floor == 3
+    assert res.speedup() == pytest.approx(2.0) and res.rel_width() == 0.0
+    assert res.warmup_s == pytest.approx(6.0) and res.elapsed_s == pytest.approx(24.0)
+    assert (res.target_rel_width, res.max_seconds) == (0.10, 1000.0)
+
+
+def test_sequential_rule_still_waits_for_min_seconds():
+    c = FakeClock()
+    # steady rounds of 2 + 1 s: decided from round 3 on, but 20 timed seconds need 7 rounds
+    res = interleaved_pairs(c.work("A", 2.0), c.work("B", 1.0), ["u"], min_rounds=3,
+                            min_seconds=20.0, target_rel_width=0.10, max_seconds=1000.0, clock=c)
+    assert res.n_rounds == 7 and res.stopped == STOP_DECIDED
+
+
+def test_noisy_ratios_go_on_until_the_time_cap():
+    c = FakeClock()
+    res = interleaved_pairs(c.work("A", _noisy(2.0, seed=1)), c.work("B", _noisy(1.0, seed=2)),
+                            ["u"], min_rounds=3, target_rel_width=0.10, max_seconds=60.0, clock=c)
+    assert res.stopped == STOP_TIME_CAP
+    assert res.n_rounds > 3  # past the floor: it kept measuring while the cap allowed
+    assert res.rel_width() >= 0.10  # not decided: the caller's too-noisy check judges it
+    # whole rounds only, and no round started that the mean round said would pass the cap
+    mean_round = (res.ref_total_s() + res.var_total_s()) / res.n_rounds
+    assert res.elapsed_s <= 60.0 < res.elapsed_s + mean_round
+    assert res.elapsed_s == pytest.approx(c.t)  # warm-up included
+
+
+def test_noisy_ratios_without_a_cap_stop_at_max_rounds():
+    c = FakeClock()
+    res = interleaved_pairs(c.work("A", _noisy(2.0, seed=3)), c.work("B", _noisy(1.0, seed=4)),
+                            ["u"], min_rounds=3, max_rounds=12, target_rel_width=0.10, clock=c)
+    assert res.n_rounds == 12 and res.stopped == STOP_MAX_ROUNDS
+
+
+def test_the_cap_never_cuts_below_the_floor():
+    c = FakeClock()
+    # rounds of 2-3.5 s and a 10 s cap; the 3 s warm-up is not above 10/3 s: the floor stays 4
+    res = interleaved_pairs(c.work("A", _cycle(2.0, 1.0, 2.5)), c.work("B", 1.0), ["u"],
+                            min_rounds=4, target_rel_width=0.10, max_seconds=10.0, clock=c)
+    assert res.floor == 4 and res.n_rounds == 4 and res.stopped == STOP_TIME_CAP
+    assert res.elapsed_s == pytest.approx(13.5)  # the floor won over the cap (11.5 s after 3)
+
+
+def test_min_seconds_beyond_the_cap_gives_way_to_the_cap():
+    c = FakeClock()
+    res = interleaved_pairs(c.work("A", 2.0), c.work("B", 1.0), ["u"], min_rounds=3,
+                            min_seconds=1e9, target_rel_width=0.10, max_seconds=30.0, clock=c)
+    assert res.stopped == STOP_TIME_CAP and res.n_rounds == 9  # 3 s warm-up + 9 x 3 s = 30 s
+
+
+def test_a_long_warmup_lowers_the_floor_to_two():
+    c = FakeClock()
+    # a 5-minute recording: the reference decodes in 60 s, the variant in 30, 60 or 20 s;
+    # the warm-up round alone is 90 s > 120 / 3, so the floor of 5 becomes 2
+    res = interleaved_pairs(c.work("A", 60.0), c.work("B", _cycle(30.0, 60.0, 20.0)), ["long"],
+                            min_rounds=5, min_seconds=30.0, target_rel_width=0.10,
+                            max_seconds=120.0, clock=c)
+    assert res.floor == 2 and res.n_rounds == 2 and res.stopped == STOP_TIME_CAP
+    assert res.warmup_s == pytest.approx(90.0) and res.elapsed_s == pytest.approx(290.0)
+    # at exactly max_seconds / 3 the floor stays: "more than" a third lowers it
+    c = FakeClock()
+    res = interleaved_pairs(c.work("A", 20.0), c.work("B", _cycle(20.0, 10.0)), ["u"],
+                            min_rounds=5, target_rel_width=0.10, max_seconds=120.0, clock=c)
+    assert res.floor == 5 and res.n_rounds == 5 and res.stopped == STOP_TIME_CAP
+
+
+def test_one_round_longer_than_the_cap_still_records_two():
+    c = FakeClock()
+    res = interleaved_pairs(c.work("A", 200.0), c.work("B", _cycle(100.0, 50.0)), ["u"],
+                            min_rounds=3, target_rel_width=0.10, max_seconds=120.0, clock=c)
+    assert res.n_rounds == 2 and res.floor == 2 and res.stopped == STOP_TIME_CAP
+    # with no warm-up the first recorded round tells the same
+    c = FakeClock()
+    res = interleaved_pairs(c.work("A", 200.0), c.work("B", _cycle(100.0, 50.0)), ["u"],
+                            min_rounds=3, warmup=0, target_rel_width=0.10, max_seconds=120.0,
+                            clock=c)
+    assert res.n_rounds == 2 and res.floor == 2 and res.warmup_s == 0.0
+
+
+def test_a_long_warmup_of_the_reference_alone_lowers_its_floor_to_two():
+    c = FakeClock()
+    res = time_single(c.work("A", _cycle(60.0, 80.0, 50.0)), ["long"], min_rounds=5,
+                      target_rel_width=0.10, max_seconds=120.0, clock=c)
+    assert res.floor == 2 and res.n_rounds == 2 and res.stopped == STOP_TIME_CAP
+    assert len(c.events) == 3  # warm-up + 2 rounds
+
+
+def test_time_single_sequential_rule_uses_the_median_round_time():
+    c = FakeClock()
+    res = time_single(c.work("A", 1.5), [1, 2], min_rounds=3, target_rel_width=0.10,
+                      max_seconds=1000.0, clock=c)
+    assert res.n_rounds == 3 and res.stopped == STOP_DECIDED and res.rel_width() == 0.0
+    c = FakeClock()
+    res = time_single(c.work("A", _noisy(1.0, seed=10)), [1, 2], min_rounds=3,
+                      target_rel_width=0.10, max_seconds=40.0, clock=c)
+    assert res.stopped == STOP_TIME_CAP and res.n_rounds > 3 and res.rel_width() >= 0.10
+    assert res.elapsed_s <= 40.0 < res.elapsed_s + res.total_s() / res.n_rounds
+    c = FakeClock()
+    res = time_single(c.work("A", _noisy(1.0, seed=11)), [1], min_rounds=3, max_rounds=9,
+                      target_rel_width=0.10, clock=c)
+    assert res.stopped == STOP_MAX_ROUNDS and res.n_rounds == 9
+
+
+def test_no_target_keeps_the_fixed_floors_and_says_so():
+    # noisy rounds, no target: exactly min_rounds / min_seconds as before, whatever the spread
+    for warmup in (0, 1):
+        c = FakeClock()
+        res = interleaved_pairs(c.work("A", _noisy(2.0, seed=12)), c.work("B", 1.0), ["u"],
+                                min_rounds=4, warmup=warmup, clock=c)
+        assert res.n_rounds == 4 and res.stopped == STOP_FLOORS
+        assert res.target_rel_width is None and res.max_seconds is None and res.floor == 4
+    c = FakeClock()
+    res = interleaved_pairs(c.work("A", 1.0), c.work("B", 1.0), ["u"], min_rounds=2,
+                            min_seconds=1e9, max_rounds=7, clock=c)
+    assert res.n_rounds == 7 and res.stopped == STOP_MAX_ROUNDS
+    c = FakeClock()
+    res = time_single(c.work("A", 1.0), [1], min_rounds=3, clock=c)
+    assert res.n_rounds == 3 and res.stopped == STOP_FLOORS
+    # the gate self-test's call: min_rounds == max_rounds, no target, no cap
+    c = FakeClock()
+    res = interleaved_pairs(c.work("A", _noisy(1.0, seed=13)), c.work("B", 1.0), [0, 1, 2],
+                            min_rounds=8, max_rounds=8, warmup=1, clock=c)
+    assert res.n_rounds == 8 and len(c.events) == 2 * 3 * 9
+
+
+def test_a_cap_without_a_target_caps_the_fixed_floors():
+    c = FakeClock()
+    res = interleaved_pairs(c.work("A", 1.0), c.work("B", 1.0), ["u"], min_rounds=2,
+                            min_seconds=1e9, max_seconds=11.0, clock=c)
+    assert res.stopped == STOP_TIME_CAP and res.n_rounds == 4  # 2 s warm-up + 4 x 2 s = 10 s
+
+
+def test_bad_rule_arguments():
+    with pytest.raises(ValueError):
+        interleaved_pairs(lambda i: None, lambda i: None, [1], target_rel_width=0.0)
+    with pytest.raises(ValueError):
+        time_single(lambda i: None, [1], max_seconds=-1.0)
+    assert SingleTiming().rel_width() == float("inf")
+    assert PairedTiming().rel_width() == float("inf")
