@@ -24,5 +24,8 @@ def pytest_addoption(parser):
                      "or a packed model zip; it is run instead of the built-in cards")
     g.addoption("--bench-data", default=None,
                 help="a Kaldi-style data dir (wav.scp, text) that replaces every card's data")
+    g.addoption("--bench-against", default=None,
+                help="gate against these earlier results documents of this machine class "
+                     "(files or folders, comma-separated) instead of the committed baseline file")
     g.addoption("--update-baselines", action="store_true",
                 help="after a fully successful run, rewrite this machine class's baseline file")

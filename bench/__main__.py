@@ -31,6 +31,8 @@ def cmd_run(a) -> int:
         args.append("--bench-fast")
     if a.update_baselines:
         args.append("--update-baselines")
+    if a.against:
+        args += ["--bench-against", ",".join(str(Path(p).resolve()) for p in a.against)]
     results = Path(a.out or reports_dir()) / "results.json"
     before = results.stat().st_mtime if results.exists() else None
     proc = subprocess.Popen(args + a.pytest_args, cwd=REPO_ROOT, start_new_session=True)
@@ -96,6 +98,24 @@ def cmd_baseline_update(a) -> int:
     return 0
 
 
+def cmd_baseline_spread(a) -> int:
+    from bench.baseline import load_baselines, speedup_spread
+    from bench.results import load_results
+
+    docs = []
+    for p in a.files:
+        doc = json.loads(Path(p).read_text())
+        docs.append(load_baselines(p) if str(doc.get("schema", "")).startswith("bench-baseline/")
+                    else load_results(p))
+    print("| case | runs | hosts | median | min | max | largest deviation |")
+    print("|---|---|---|---|---|---|---|")
+    for r in speedup_spread(docs):
+        if r["runs"] >= 2:
+            print(f"| {r['case']} | {r['runs']} | {r['hosts']} | {r['median']:.3f} | {r['min']:.3f} | "
+                  f"{r['max']:.3f} | {100 * r['max_dev']:.1f}% |")
+    return 0
+
+
 def cmd_table(a) -> int:
     from bench.report.table import markdown_table, speedup_table
     from bench.results import load_results
@@ -109,6 +129,14 @@ def cmd_table(a) -> int:
 
 
 def cmd_selftest(a) -> int:
+    if a.real:
+        from bench.measure.selftest_real import quality_detection, speed_error_rates, summary
+
+        speed = speed_error_rates(a.card, a.repeats, a.slowdown, fast=a.fast,
+                                  workdir=Path(a.workdir) if a.workdir else None)
+        quality = quality_detection() if a.quality else None
+        print(summary(speed, quality))
+        return 0
     from bench.measure.selftest import gate_error_rates
 
     print(gate_error_rates(comparisons=a.comparisons, slowdown=a.slowdown).summary())
@@ -191,6 +219,10 @@ def main(argv=None) -> int:
     r.add_argument("--fast", action="store_true", help="minimum rounds: checks, not figures")
     r.add_argument("--update-baselines", action="store_true",
                    help="rewrite this machine class's baselines if every case passed")
+    r.add_argument("--against", nargs="+", metavar="RESULTS",
+                   help="gate against earlier results documents of this machine class (results.json "
+                        "files or folders of runs, e.g. the previous nights' history/) instead of the "
+                        "committed baseline file: for runner classes that have none")
     r.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     r.set_defaults(func=cmd_run)
 
@@ -226,6 +258,11 @@ def main(argv=None) -> int:
                     help="take the figures of cases whose gate failed as the new baseline")
     bu.set_defaults(func=cmd_baseline_update)
 
+    bs = bsub.add_parser("spread", help="each case's speedup across runs and hosts (results "
+                         "documents and baseline files): the spread the speedup tolerance covers")
+    bs.add_argument("files", nargs="+", help="results.json and/or baseline files")
+    bs.set_defaults(func=cmd_baseline_spread)
+
     t = sub.add_parser("table", help="print results documents as Markdown tables")
     t.add_argument("results", nargs="+", help="results.json files")
     t.add_argument("--card", help="only this card")
@@ -236,6 +273,16 @@ def main(argv=None) -> int:
     st = sub.add_parser("selftest", help="measure the gate's false-alarm and miss rates")
     st.add_argument("--comparisons", type=int, default=200)
     st.add_argument("--slowdown", type=float, default=0.20)
+    st.add_argument("--real", action="store_true",
+                    help="on real cards in fresh `bench run` processes: A/A against a scratch "
+                         "baseline and the committed file, detection of an injected slowdown")
+    st.add_argument("--card", default="asr-conformer-tiny,slu-conformer-tiny,st-conformer-tiny",
+                    help="--real: the cards (comma-separated)")
+    st.add_argument("--repeats", type=int, default=2, help="--real: A/A and slowed runs each")
+    st.add_argument("--fast", action="store_true", help="--real: minimum rounds (CI's short version)")
+    st.add_argument("--quality", action="store_true",
+                    help="--real: also the int8 quality losses of the trained ASR card")
+    st.add_argument("--workdir", help="--real: keep the runs here (default: a temp folder)")
     st.set_defaults(func=cmd_selftest)
 
     z = sub.add_parser("zoo", help="generate the synthetic corpora, train the tiny cards")
@@ -253,6 +300,9 @@ def main(argv=None) -> int:
 
     c = sub.add_parser("cards", help="list the built-in model cards")
     c.set_defaults(func=cmd_cards)
+
+    from bench.compare import add_parser as add_compare_parser  # its options live beside its code
+    add_compare_parser(sub)
 
     a = p.parse_args(argv)
     return a.func(a)

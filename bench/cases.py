@@ -22,9 +22,12 @@ import numpy as np
 
 from bench.artifacts import artifact_info, ensure_artifact
 from bench.data.sets import load_eval_set, stratified_subset
+from bench.identity import case_identity
+from bench.measure.inject import injected_fractions
 from bench.measure.memory import measure_peak_rss
 from bench.measure.stats import percentiles_ms
-from bench.measure.timing import interleaved_pairs, time_single
+from bench.measure.timing import (DEFAULT_MAX_SECONDS, DEFAULT_TARGET_REL_WIDTH, interleaved_pairs,
+                                  time_single)
 from bench.results import make_case, set_error, set_skipped
 from bench.runtime.load import PROVIDERS, load_recognizer, model_size_mb
 from bench.tasks import get_task
@@ -133,6 +136,10 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     derive_error = info["variants"].get(variant, {}).get("error")
     if derive_error:
         raise RuntimeError(f"variant {variant} of {artifact.name} could not be derived: {derive_error}")
+    case["identity"] = case_identity(utts, card.decode, variant, session.data_dir)
+    injected = injected_fractions().get(variant)
+    if injected:
+        case["settings"]["injected_slowdown"] = injected
     ref_rec, ref_out = session.reference(card, device)
 
     # load and first call, then the quality pass over the whole set
@@ -165,20 +172,26 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     # speed: interleaved with the reference on a length-stratified subset
     subset = stratified_subset(utts, int(card.timing.get("subset", 3)))
     inputs = [u.input for u in subset]
-    rounds = dict(min_rounds=2 if session.fast else int(card.timing.get("min_rounds", 5)),
+    # the sequential rule and its cap (bench/measure/timing.py); --fast keeps 2 fixed rounds
+    rounds = dict(min_rounds=2 if session.fast else int(card.timing.get("min_rounds", 3)),
                   min_seconds=0.0 if session.fast else float(card.timing.get("min_seconds", 10)),
+                  max_rounds=int(card.timing.get("max_rounds", 50)),
+                  target_rel_width=None if session.fast else
+                  float(card.timing.get("target_rel_width", DEFAULT_TARGET_REL_WIDTH)),
+                  max_seconds=None if session.fast else
+                  float(card.timing.get("max_seconds", DEFAULT_MAX_SECONDS)),
                   warmup=1)
     audio_of = dict(zip((u.id for u in utts), item_audio))
     sub_audio = sum(audio_of[u.id] for u in subset)
     if variant == REFERENCE:
-        st = time_single(rec, inputs, **rounds)
+        st = tm = time_single(rec, inputs, **rounds)
         per_item, total, n_rounds = st.item_flat(), st.total_s(), st.n_rounds
         round_s = st.round_s
     else:
-        pt = interleaved_pairs(ref_rec, rec, inputs, **rounds)
+        pt = tm = interleaved_pairs(ref_rec, rec, inputs, **rounds)
         if _too_noisy(pt):  # measure once more before calling the case undecidable
             case["settings"]["remeasured"] = {"first_ci95": list(pt.speedup_ci95())}
-            pt = interleaved_pairs(ref_rec, rec, inputs, **rounds)
+            pt = tm = interleaved_pairs(ref_rec, rec, inputs, **rounds)
             if _too_noisy(pt):
                 lo, hi = pt.speedup_ci95()
                 case["settings"]["too_noisy"] = (
@@ -193,7 +206,17 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     m["rtfx"] = 1.0 / m["rtf"]
     m["latency_ms"] = percentiles_ms(per_item)
     case["settings"]["timing"] = {"rounds": n_rounds, "subset": [u.id for u in subset],
-                                  "subset_audio_s": round(sub_audio, 3), "round_s": round_s}
+                                  "subset_audio_s": round(sub_audio, 3), "round_s": round_s,
+                                  # why the rounds ended, under which rule (timing.py)
+                                  "stopped": tm.stopped, "floor": tm.floor,
+                                  "min_seconds": rounds["min_seconds"],
+                                  "max_rounds": rounds["max_rounds"],
+                                  "target_rel_width": rounds["target_rel_width"],
+                                  "max_seconds": rounds["max_seconds"],
+                                  "rel_width": (round(tm.rel_width(), 4)
+                                                if np.isfinite(tm.rel_width()) else None),
+                                  "timing_s": round(tm.elapsed_s, 3),
+                                  "warmup_s": round(tm.warmup_s, 3)}
 
     # peak memory in a fresh process
     mem = measure_child_memory(artifact, card, variant, device, session.threads, inputs)

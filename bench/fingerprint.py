@@ -12,7 +12,7 @@ import platform
 import re
 from typing import Iterable
 
-__all__ = ["machine_fingerprint", "machine_class", "library_versions", "ISA_FLAGS"]
+__all__ = ["machine_fingerprint", "machine_class", "host_id", "library_versions", "ISA_FLAGS"]
 
 # The ISA flags that change ONNX Runtime's kernels; /proc/cpuinfo spells some two ways
 # across kernel versions, so both spellings map to one canonical name.
@@ -82,6 +82,28 @@ def _gpu() -> dict | None:
             pass
 
 
+def _read(path: str) -> str:
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def host_id() -> str:
+    """One boot of one machine, as a short hash: the VM's or board's id (DMI product UUID,
+    else /etc/machine-id), the kernel's boot id and the CPU model.
+
+    Absolute speed (RTF, latency) is gated only against runs of the same host. The boot id is
+    in it because cloned VM images share a machine-id: a reboot or a new VM counts as another
+    host, which only loosens the gate (never a false alarm from a different machine)."""
+    import hashlib
+
+    parts = [_read("/sys/class/dmi/id/product_uuid") or _read("/etc/machine-id"),
+             _read("/proc/sys/kernel/random/boot_id"), _cpuinfo()[0] or platform.node()]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
 def machine_fingerprint() -> dict:
     """CPU model, ISA flags, cores, memory and GPU of this machine. Never raises."""
     model, isa = _cpuinfo()
@@ -103,6 +125,7 @@ def machine_fingerprint() -> dict:
         "gpu": _gpu(),
         "os": platform.platform(),
         "python": platform.python_version(),
+        "host": host_id(),
     }
     # Threads actually usable can be fewer than cores (cgroup / taskset).
     try:

@@ -74,6 +74,8 @@ def make_case(task: str, card: str, variant: str, device: str) -> dict:
         "metrics": metrics,
         # What makes the case reproducible: threads, provider, opset, quantization, ...
         "settings": {},
+        # What it was measured on (bench.identity): its baseline key with the fields above
+        "identity": None,
         "gate": None,
     }
 
@@ -177,6 +179,9 @@ def validate_results(doc: Any, source: str = "<results>") -> dict:
                     fail(f"{where}.metrics.{k}", f"expected [lo, hi] or null, got {v!r}")
             elif k in METRIC_KEYS and v is not None and not _is_num(v):
                 fail(f"{where}.metrics.{k}", f"expected a number or null, got {v!r}")
+        ident = c.get("identity")
+        if ident is not None and not (isinstance(ident, dict) and isinstance(ident.get("key"), str)):
+            fail(f"{where}.identity", f"expected an object with a 'key' string, or null, got {ident!r}")
         g = c.get("gate")
         if g is not None:
             if not isinstance(g, dict):

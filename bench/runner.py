@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.baseline import BaselineError, baseline_path, gate_case, load_baselines, update_baselines
+from bench.baseline import (BaselineError, baseline_from_results, baseline_path, gate_case,
+                            load_baselines, update_baselines)
 from bench.cases import BenchSession, run_case
 from bench.fingerprint import library_versions, machine_class, machine_fingerprint
 from bench.paths import REPO_ROOT, baselines_dir, reports_dir
@@ -32,6 +33,17 @@ class CaseError(RuntimeError):
     """The case could not run: a harness or input error, not a regression."""
 
 
+def _split_paths(value) -> list[str]:
+    """--bench-against takes results files and folders (each folder: its results.json files)."""
+    out: list[str] = []
+    for part in (value or "").split(","):
+        p = Path(part.strip()) if part.strip() else None
+        if p is None:
+            continue
+        out += [str(f) for f in sorted(p.rglob("results.json"))] if p.is_dir() else [str(p)]
+    return out
+
+
 def git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
@@ -46,6 +58,7 @@ class SuiteRun:
     out_dir: Path
     baselines: Path
     update: bool
+    against: list[str] = field(default_factory=list)
     doc: dict = field(default_factory=dict)
     baseline_doc: dict | None = None
 
@@ -55,7 +68,7 @@ class SuiteRun:
         threads = opt("--bench-threads") or len(os.sched_getaffinity(0))
         out = Path(opt("--bench-out")) if opt("--bench-out") else reports_dir()
         run = cls(BenchSession(threads=threads, fast=opt("--bench-fast"), data_dir=opt("--bench-data")),
-                  out, baselines_dir(), opt("--update-baselines"))
+                  out, baselines_dir(), opt("--update-baselines"), _split_paths(opt("--bench-against")))
         fp = machine_fingerprint()
         fp["class"] = machine_class(fp)
         run.doc = new_run(fp, library_versions(LIBRARIES), git_commit())
@@ -65,10 +78,20 @@ class SuiteRun:
         run.doc["run"]["ort_providers"] = onnxruntime.get_available_providers()
         run.doc["run"]["fast"] = run.session.fast
         run.doc["run"]["data_dir"] = run.session.data_dir  # None: each card's own data
-        path = baseline_path(run.baselines, fp["class"])
         # A broken baseline file must stop the run before hours of measuring, with its name.
-        run.baseline_doc = load_baselines(path) if path.exists() else None
+        run.baseline_doc = run.load_bar(fp["class"])
         return run
+
+    def load_bar(self, machine_class: str) -> dict | None:
+        """What the cases are gated against: earlier results documents (--against), else the
+        class's committed baseline file, else nothing (every case new)."""
+        if self.against:
+            from bench.results import load_results
+
+            docs = [load_results(p) for p in self.against]
+            return baseline_from_results(docs, machine_class)
+        path = baseline_path(self.baselines, machine_class)
+        return load_baselines(path) if path.exists() else None
 
     def measure(self, card, variant: str, device: str) -> dict:
         """Run one case and gate it. Called from a fixture: a harness error is a pytest ERROR."""
@@ -76,7 +99,8 @@ class SuiteRun:
         if case["status"] == "ok":
             noisy = case["settings"].get("too_noisy")
             case["gate"] = {"verdict": "invalid", "reasons": [noisy]} if noisy else \
-                gate_case(case, self.baseline_doc, self.doc["run"]["machine"]["class"])
+                gate_case(case, self.baseline_doc, self.doc["run"]["machine"]["class"],
+                          host=self.doc["run"]["machine"].get("host"))
         add_case(self.doc, case)
         if case["status"] == "skipped":
             pytest.skip(case["error"])

@@ -11,3 +11,10 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    """One artifact cache for the tests that only read artifacts (each export of the smoke
+    card runs fusion four times: build it once per session, not once per test)."""
+    return tmp_path_factory.mktemp("shared-artifacts")

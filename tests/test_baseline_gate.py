@@ -34,14 +34,15 @@ def test_speedup_interval_wholly_below_limit_fails_with_numbers():
     assert g["verdict"] == "fail"
     (reason,) = g["reasons"]
     assert reason.startswith("speedup fell")
-    for text in ("1.10", "[1.00, 1.20]", "2.00", "0.1", "1.80", "<"):
+    # four significant digits, so the comparison shows in the numbers themselves
+    for text in ("1.100", "[1.000, 1.200]", "2.000", "0.1", "1.800", "<"):
         assert text in reason, reason
 
 
 def test_speedup_interval_overlapping_or_above_passes():
     entry = {"speedup": 2.0}
     assert bl.compare_case(_case(speedup=2.0, speedup_ci95=[1.6, 2.5]), entry, TOL) == \
-        {"verdict": "pass", "reasons": []}
+        {"verdict": "pass", "reasons": [], "notes": []}
     # Rising is fine, however much.
     assert bl.compare_case(_case(speedup=9.0, speedup_ci95=[8.0, 10.0]), entry, TOL)["verdict"] == "pass"
     # Point below the limit but interval reaching above it: not evidence enough.
@@ -60,14 +61,14 @@ def test_quality_memory_size_directions_and_messages():
     entry = {"wer": 4.0, "cer": 2.0, "agreement_ter": 0.3, "peak_rss_mb": 400.0,
              "model_mb": 30.0, "bleu": 20.0}
     ok = _case(wer=4.4, cer=1.0, agreement_ter=1.2, peak_rss_mb=490.0, model_mb=32.9, bleu=19.5)
-    assert bl.compare_case(ok, entry, TOL) == {"verdict": "pass", "reasons": []}
+    assert bl.compare_case(ok, entry, TOL) == {"verdict": "pass", "reasons": [], "notes": []}
     bad = _case(wer=4.6, cer=2.6, agreement_ter=1.4, peak_rss_mb=510.0, model_mb=33.1, bleu=18.5)
     g = bl.compare_case(bad, entry, TOL)
     assert g["verdict"] == "fail"
     joined = "\n".join(g["reasons"])
-    assert "wer rose: measured 4.60 > baseline 4.00 + 0.5 = 4.50" in joined
+    assert "wer rose: measured 4.600 > baseline 4.000 + 0.5 = 4.500" in joined
     assert "cer rose" in joined and "agreement_ter rose" in joined and "bleu fell" in joined
-    assert "peak_rss_mb rose: measured 510.00 > baseline 400.00 x (1 + 0.25) = 500.00" in joined
+    assert "peak_rss_mb rose: measured 510.0 > baseline 400.0 x (1 + 0.25) = 500.0" in joined
     assert "model_mb rose" in joined
     assert len(g["reasons"]) == 6
     # Better in every direction passes.
@@ -77,22 +78,108 @@ def test_quality_memory_size_directions_and_messages():
 
 def test_none_on_either_side_is_skipped():
     g = bl.compare_case(_case(wer=None, speedup=0.1), {"wer": 1.0, "speedup": None}, TOL)
-    assert g == {"verdict": "pass", "reasons": []}
+    assert g == {"verdict": "pass", "reasons": [], "notes": []}
 
 
-def test_rtf_gated_loosely_and_only_on_same_class():
-    entry = {"rtf": 0.10}
-    assert bl.compare_case(_case(rtf=0.14), entry, TOL)["verdict"] == "pass"
-    g = bl.compare_case(_case(rtf=0.16), entry, TOL)
-    assert g["verdict"] == "fail" and g["reasons"][0].startswith("rtf rose")
-    assert bl.compare_case(_case(rtf=0.16), entry, TOL, same_class=False)["verdict"] == "pass"
+def _entry(*runs, **metrics):
+    """A schema-3 entry: the latest figures and the runs (host, speedup, rtf) behind them."""
+    return {"identity": None, "metrics": metrics,
+            "runs": [{"run_id": f"run{i}", "host": h, "speedup": s, "rtf": r}
+                     for i, (h, s, r) in enumerate(runs)]}
+
+
+def test_rtf_gated_only_against_runs_of_this_host():
+    entry = _entry(("hostA", None, 0.10), ("hostA", None, 0.12), ("hostB", None, 0.05))
+    # the median of this host's runs (0.11) x 1.5 = 0.165
+    assert bl.compare_case(_case(rtf=0.16), entry, TOL, host="hostA")["verdict"] == "pass"
+    g = bl.compare_case(_case(rtf=0.17), entry, TOL, host="hostA")
+    assert g["verdict"] == "fail" and g["reasons"][0].startswith("rtf rose: measured 0.1700 > "
+                                                                 "median of this host's runs 0.1100")
+    assert "2 runs, latest run1; this host" in g["reasons"][0]
+    # another host: recorded, never gated, and the gate says so
+    g = bl.compare_case(_case(rtf=0.50), entry, TOL, host="hostC")
+    assert g["verdict"] == "pass" and "rtf not gated: no baseline run of this host" in g["notes"][0]
+
+
+def test_speedup_against_other_hosts_uses_the_wider_floor():
+    entry = _entry(("hostA", 2.20, None))
+    slower_host = _case(speedup=1.59, speedup_ci95=[1.29, 1.72])  # the issue's false alarm
+    assert bl.compare_case(slower_host, entry, TOL, host="hostA")["verdict"] == "fail"
+    assert bl.compare_case(slower_host, entry, TOL, host="hostB")["verdict"] == "pass"
+    # a lost optimisation is still caught across hosts: half the speed
+    g = bl.compare_case(_case(speedup=1.10, speedup_ci95=[1.00, 1.20]), entry, TOL, host="hostB")
+    assert g["verdict"] == "fail"
+    assert "baseline (other hosts) 2.200 x (1 - 0.4) = 1.320" in g["reasons"][0]
+    assert "(baseline: run0; host hostA)" in g["reasons"][0]
+
+
+def test_speedup_tolerance_widens_with_the_spread_of_baseline_runs():
+    steady = _entry(("h", 2.0, None), ("h", 2.02, None), ("h", 1.98, None))
+    spread = _entry(("h", 2.0, None), ("h", 2.3, None), ("h", 1.7, None))  # +-15%
+    case = _case(speedup=1.70, speedup_ci95=[1.65, 1.75])
+    assert bl.compare_case(case, steady, TOL, host="h")["verdict"] == "fail"  # 10% floor
+    # 1.5 x 15% = 22.5%: 2.0 x 0.775 = 1.55 < 1.75
+    assert bl.compare_case(case, spread, TOL, host="h")["verdict"] == "pass"
+    g = bl.compare_case(_case(speedup=1.2, speedup_ci95=[1.1, 1.3]), spread, TOL, host="h")
+    assert g["verdict"] == "fail" and "median of 3 baseline runs 2.000 x (1 - 0.225)" in g["reasons"][0]
+
+
+def test_other_data_or_settings_is_new_never_a_failure(tmp_path):
+    """A --data run of the card has another identity: it is new, and stored beside the default."""
+    card_data = _case(wer=6.7, speedup=2.0, speedup_ci95=[1.9, 2.1])
+    card_data["identity"] = {"key": "aaaaaaaaaaaa", "data": "d1"}
+    bl.update_baselines(_run(card_data), tmp_path)
+    other = _case(wer=113.6, speedup=1.0, speedup_ci95=[0.9, 1.1])
+    other["identity"] = {"key": "bbbbbbbbbbbb", "data": "d2"}
+    later = _run(other)
+    bl.gate_results(later, tmp_path)
+    g = later["cases"][0]["gate"]
+    assert g["verdict"] == "new" and "@bbbbbbbbbbbb" in g["reasons"][0]
+    bl.update_baselines(later, tmp_path)
+    keys = set(bl.load_baselines(bl.baseline_path(tmp_path, CLASS))["cases"])
+    assert keys == {"asr/asr-tiny/onnx-int8/cpu@aaaaaaaaaaaa", "asr/asr-tiny/onnx-int8/cpu@bbbbbbbbbbbb"}
+    # and the same data again is judged by its own figures
+    again = _case(wer=120.0)
+    again["identity"] = {"key": "bbbbbbbbbbbb"}
+    g = bl.gate_results(_run(again), tmp_path)["cases"][0]["gate"]
+    assert g["verdict"] == "fail" and "measured 120.0 > baseline 113.6 + 0.5" in g["reasons"][0]
+
+
+def test_updates_accumulate_runs_and_gate_against_results(tmp_path):
+    runs = []
+    for s in (2.0, 2.1, 1.9):
+        r = _run(_case(speedup=s, speedup_ci95=[s - 0.05, s + 0.05]))
+        r["run"]["machine"]["host"] = "h1"
+        bl.update_baselines(r, tmp_path)
+        runs.append(r)
+    (entry,) = bl.load_baselines(bl.baseline_path(tmp_path, CLASS))["cases"].values()
+    assert [r["speedup"] for r in entry["runs"]] == [2.0, 2.1, 1.9]
+    assert {r["host"] for r in entry["runs"]} == {"h1"}
+    # --against: the same bar, built from the results documents instead of the file
+    built = bl.baseline_from_results(runs, CLASS)
+    (b_entry,) = built["cases"].values()
+    assert [r["speedup"] for r in b_entry["runs"]] == [2.0, 2.1, 1.9]
+    slow = _run(_case(speedup=1.0, speedup_ci95=[0.95, 1.05]))
+    slow["run"]["machine"]["host"] = "h1"
+    bl.gate_results(slow, baseline_doc=built)
+    assert slow["cases"][0]["gate"]["verdict"] == "fail"
+    # documents of another class are not used
+    assert bl.baseline_from_results(runs, "cpu-other")["cases"] == {}
+
+
+def test_injected_slowdown_never_becomes_a_baseline(tmp_path):
+    c = _case(speedup=1.5, speedup_ci95=[1.4, 1.6])
+    c["settings"]["injected_slowdown"] = 0.2
+    with pytest.raises(bl.BaselineError, match="injected slowdown"):
+        bl.update_baselines(_run(c), tmp_path)
+    assert not list(tmp_path.iterdir())
 
 
 def test_card_override_of_tolerance(tmp_path):
     doc = bl.new_baseline(CLASS)
     doc["card_tolerances"] = {"asr-noisy": {"wer": {"value": 3.0}}}
-    doc["cases"]["asr/asr-noisy/onnx-int8/cpu"] = {"wer": 4.0}
-    doc["cases"]["asr/asr-tiny/onnx-int8/cpu"] = {"wer": 4.0}
+    doc["cases"]["asr/asr-noisy/onnx-int8/cpu@unidentified"] = _entry(wer=4.0)
+    doc["cases"]["asr/asr-tiny/onnx-int8/cpu@unidentified"] = _entry(wer=4.0)
     path = tmp_path / f"{CLASS}.json"
     write_json_atomic(path, doc)
     loaded = bl.load_baselines(path)
@@ -123,15 +210,15 @@ def test_update_writes_file_and_preserves_tolerances_and_other_entries(tmp_path)
     doc = bl.new_baseline(CLASS)
     doc["tolerances"]["speedup"]["value"] = 0.2
     doc["card_tolerances"] = {"asr-tiny": {"wer": {"value": 1.0}}}
-    doc["cases"]["st/st-tiny/onnx/cpu"] = {"speedup": 1.3}
+    doc["cases"]["st/st-tiny/onnx/cpu@k"] = _entry(("h", 1.3, None), speedup=1.3)
     write_json_atomic(path, doc)
     run = _run(_case(speedup=2.0, speedup_ci95=[1.8, 2.2], wer=3.0, peak_rss_mb=100.0))
     bl.update_baselines(run, tmp_path)
     new = bl.load_baselines(path)
     assert new["tolerances"]["speedup"]["value"] == 0.2
     assert new["card_tolerances"] == {"asr-tiny": {"wer": {"value": 1.0}}}
-    assert new["cases"]["st/st-tiny/onnx/cpu"] == {"speedup": 1.3}
-    e = new["cases"]["asr/asr-tiny/onnx-int8/cpu"]
+    assert new["cases"]["st/st-tiny/onnx/cpu@k"] == _entry(("h", 1.3, None), speedup=1.3)
+    e = new["cases"]["asr/asr-tiny/onnx-int8/cpu@unidentified"]["metrics"]
     assert e["speedup"] == 2.0 and e["speedup_ci95"] == [1.8, 2.2] and e["wer"] == 3.0
     assert new["created_from"] == {"run_id": run["run"]["id"], "git_commit": "abc123",
                                    "started": run["run"]["started"],
@@ -167,7 +254,7 @@ def test_skipped_cases_refused_unless_allowed(tmp_path):
         bl.update_baselines(run, tmp_path)
     bl.update_baselines(run, tmp_path, allow_skipped=True)
     cases = bl.load_baselines(bl.baseline_path(tmp_path, CLASS))["cases"]
-    assert list(cases) == ["asr/asr-tiny/onnx-int8/cpu"]  # the skipped one is not stored
+    assert list(cases) == ["asr/asr-tiny/onnx-int8/cpu@unidentified"]  # the skipped one is not stored
 
 
 def test_load_baselines_errors_name_file_and_field(tmp_path):
@@ -181,9 +268,13 @@ def test_load_baselines_errors_name_file_and_field(tmp_path):
     with pytest.raises(bl.BaselineError, match=r"x.json: schema"):
         bl.load_baselines(p)
     doc = bl.new_baseline(CLASS)
-    doc["cases"]["asr/a/b/cpu"] = {"speedup": "fast"}
+    doc["cases"]["asr/a/b/cpu@k"] = _entry(speedup="fast")
     p.write_text(json.dumps(doc))
-    with pytest.raises(bl.BaselineError, match=r"x.json: cases.asr/a/b/cpu.speedup"):
+    with pytest.raises(bl.BaselineError, match=r"x.json: cases.asr/a/b/cpu@k.metrics.speedup"):
+        bl.load_baselines(p)
+    doc["cases"] = {"asr/a/b/cpu": _entry(speedup=1.0)}
+    p.write_text(json.dumps(doc))
+    with pytest.raises(bl.BaselineError, match=r"key must be task/card/variant/device@identity"):
         bl.load_baselines(p)
     doc = bl.new_baseline(CLASS)
     doc["tolerances"]["wer"]["worse"] = "sideways"
@@ -233,7 +324,7 @@ def test_update_refused_when_a_gate_failed(tmp_path):
         update_baselines(doc, tmp_path)
     assert not list(tmp_path.iterdir())
     path = update_baselines(doc, tmp_path, accept_failures=True)
-    assert json.loads(path.read_text())["cases"]["asr/c/onnx/cpu"]["speedup"] == 1.0
+    assert json.loads(path.read_text())["cases"]["asr/c/onnx/cpu@unidentified"]["metrics"]["speedup"] == 1.0
 
 
 def test_run_exit_codes_tell_regression_error_and_noise_apart():
@@ -253,3 +344,16 @@ def test_run_exit_codes_tell_regression_error_and_noise_apart():
     assert exit_code(doc(("ok", "pass"), ("ok", "invalid")), 0) == 4
     assert exit_code(doc(("ok", "invalid"), ("error", None)), 1) == 3
     assert exit_code(doc(("error", None), ("ok", "fail")), 1) == 1
+
+
+def test_remeasured_case_replaces_its_migrated_entry(tmp_path):
+    path = bl.baseline_path(tmp_path, CLASS)
+    doc = bl.new_baseline(CLASS)
+    doc["cases"]["asr/asr-tiny/onnx-int8/cpu@pre-identity"] = _entry(("h", 9.0, None), speedup=9.0)
+    doc["cases"]["asr/asr-tiny/onnx/cpu@pre-identity"] = _entry(("h", 9.0, None), speedup=9.0)
+    write_json_atomic(path, doc)
+    c = _case(speedup=2.0, speedup_ci95=[1.9, 2.1])
+    c["identity"] = {"key": "cccccccccccc"}
+    bl.update_baselines(_run(c), tmp_path)
+    assert set(bl.load_baselines(path)["cases"]) == {"asr/asr-tiny/onnx-int8/cpu@cccccccccccc",
+                                                     "asr/asr-tiny/onnx/cpu@pre-identity"}

@@ -138,8 +138,27 @@ def test_quality_delta_is_against_pytorch_of_the_same_run(tmp_path, rows):
         doc["cases"] = [c for c in doc["cases"] if c["variant"] != "pytorch"]
     runs, _ = load_inputs([write_run(tmp_path / "a", doc)])
     df = cases_frame(runs)
-    int8 = df[(df["key"] == "asr/asr-tiny/onnx-int8/cpu")].iloc[0]
+    int8 = df[(df["key"] == "asr/asr-tiny/onnx-int8/cpu@unidentified")].iloc[0]
     if rows == 0:
         assert int8["delta_wer"] != int8["delta_wer"]   # NaN
     else:
         assert int8["delta_wer"] == pytest.approx(0.2)
+
+
+def test_other_data_is_its_own_case_in_the_merged_report(tmp_path):
+    """A --data run of a card never becomes the card's current figure on its own data."""
+    from bench.report.frames import current_cases
+
+    own, other = run_doc(CLASS_A, 21), run_doc(CLASS_A, 22)  # the --data run is the later one
+    for doc, key, source in ((own, "aaaaaaaaaaaa", "card"), (other, "bbbbbbbbbbbb", "/data/real")):
+        for c in doc["cases"]:
+            c["identity"] = {"key": key, "data": key * 2, "data_source": source}
+    for c in other["cases"]:
+        c["metrics"]["wer"] = 113.6
+    runs, _ = load_inputs([write_run(tmp_path / "a", own), write_run(tmp_path / "b", other)])
+    cur = current_cases(cases_frame(runs))
+    int8 = cur[(cur["card"] == "asr-tiny") & (cur["variant"] == "onnx-int8")]
+    assert sorted(int8["wer"]) != [113.6] and len(int8) == 2
+    assert set(int8["data"]) == {"card (aaaaaaaa)", "/data/real (bbbbbbbb)"}
+    html = render_report([own, other], tmp_path / "r.html").read_text()
+    assert "/data/real (bbbbbbbb)" in html

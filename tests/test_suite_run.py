@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from bench.identity import baseline_key
 from bench.results import load_results
 
 pytestmark = pytest.mark.slow
@@ -59,14 +60,19 @@ def test_run_writes_results_report_and_gates(tmp_path):
     base_dir = tmp_path / "baselines"
     base_dir.mkdir()
     cls = doc["run"]["machine"]["class"]
-    key = "asr/asr-conformer-smoke/onnx/cpu"
-    baseline = {"schema": "bench-baseline/1", "machine_class": cls, "created_from": {},
-                "tolerances": {}, "cases": {key: {"speedup": m["speedup"] * 100}}}
+    key = baseline_key(onnx)  # what was measured: card data, decode settings, variant definition
+    assert key.startswith("asr/asr-conformer-smoke/onnx/cpu@") and onnx["identity"]["data_source"] == "card"
+    host = doc["run"]["machine"]["host"]
+    baseline = {"schema": "bench-baseline/3", "machine_class": cls, "created_from": None,
+                "tolerances": {}, "card_tolerances": {},
+                "cases": {key: {"identity": onnx["identity"], "metrics": {"speedup": m["speedup"] * 100},
+                                "runs": [{"run_id": "r0", "host": host, "speedup": m["speedup"] * 100}]}}}
     (base_dir / f"{cls}.json").write_text(json.dumps(baseline))
     before = (tmp_path / "reports" / "results.json").read_text()
     second = bench_run(tmp_path, "--update-baselines")
     assert second.returncode == 1  # a regression (not 3, a harness error)
     assert "speedup fell" in second.stdout and "baseline" in second.stdout
+    assert "(baseline: r0; this host)" in second.stdout
     doc2 = load_results(tmp_path / "reports" / "results.json")
     failed = [c for c in doc2["cases"] if c["gate"] and c["gate"]["verdict"] == "fail"]
     assert [c["variant"] for c in failed] == ["onnx"]
@@ -94,6 +100,24 @@ def test_aa_two_runs_of_the_same_commit_pass(tmp_path):
     verdicts = {c["variant"]: c["gate"]["verdict"] for c in doc["cases"]}
     assert second.returncode == 0 and verdicts == {"pytorch": "pass", "onnx": "pass"}, \
         (verdicts, [c["gate"]["reasons"] for c in doc["cases"]])
+    # other speech (--data): never judged by the card's own figures; new, for its own key
+    from bench.paths import shared_dir
+
+    libri = shared_dir() / "real-speech" / "librispeech" if shared_dir() else None
+    if libri is None or not libri.is_dir():
+        pytest.skip("../shared/real-speech/librispeech is not present (set BENCH_SHARED)")
+    data = tmp_path / "libri"
+    data.mkdir()
+    texts = [line.split(maxsplit=1) for line in (libri / "text").read_text().splitlines() if line.strip()]
+    (data / "text").write_text("".join(f"{u} {t}\n" for u, t in texts))
+    (data / "wav.scp").write_text("".join(f"{u} {libri / (u + '.flac')}\n" for u, _ in texts))
+    third = run("--data", str(data), "--update-baselines")
+    doc = load_results(tmp_path / "reports" / "results.json")
+    assert third.returncode == 0, third.stdout[-3000:]
+    assert {c["variant"]: c["gate"]["verdict"] for c in doc["cases"]} == {"pytorch": "new", "onnx": "new"}
+    assert all(c["identity"]["data_source"] == str(data) for c in doc["cases"])
+    stored = json.loads(next((tmp_path / "baselines").glob("*.json")).read_text())["cases"]
+    assert len([k for k in stored if k.startswith("asr/asr-conformer-smoke/onnx/cpu@")]) == 2
 
 
 def test_gpu_run_without_a_gpu_skips_every_case_and_still_reports(tmp_path):

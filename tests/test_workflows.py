@@ -27,20 +27,55 @@ def test_pull_request_workflow_runs_tests_and_smoke_suite():
     assert "pull_request" in doc[True]  # YAML 1.1 reads the key `on` as True
     text = runs(doc["jobs"]["tests"])
     assert "./run tests" in text and "./run bench --tier smoke" in text
+    # the verdict that holds on a hosted runner: the change against its merge base, side by side
+    assert "python -m bench compare --base \"$(git merge-base HEAD origin/" in text
+    assert doc["jobs"]["tests"]["steps"][0]["with"]["fetch-depth"] == 0
 
 
-def test_nightly_workflow_cpu_gpu_and_merged_report():
+def test_nightly_workflow_matrix_history_and_merged_report():
     doc = load("nightly.yml")
     assert "schedule" in doc[True]
     jobs = doc["jobs"]
-    assert "./run bench" in runs(jobs["cpu"])
-    assert "self-hosted" in jobs["gpu"]["runs-on"] and "--device cuda" in runs(jobs["gpu"])
-    gpu_step = next(s for s in jobs["gpu"]["steps"] if "--device cuda" in s.get("run", ""))
-    assert gpu_step["env"]["BENCH_GPU"] == "1"  # else onnxruntime has no CUDA provider
-    assert set(jobs["report"]["needs"]) == {"cpu", "gpu"} and jobs["report"]["if"] == "always()"
-    assert "python -m bench report" in runs(jobs["report"])
-    for job in ("cpu", "gpu"):
-        assert any("upload-artifact" in s.get("uses", "") for s in jobs[job]["steps"])
+    bench = jobs["bench"]
+    assert bench["strategy"]["fail-fast"] is False
+    rows = {r["name"]: r for r in bench["strategy"]["matrix"]["include"]}
+    assert set(rows) == {"cpu-x86-avx512", "cpu-arm64", "gpu"}
+    assert "arm" in rows["cpu-arm64"]["runs-on"] and "self-hosted" in rows["gpu"]["runs-on"]
+    assert rows["gpu"]["device"] == "cuda" and rows["gpu"]["gpu"] == "1"  # else no CUDA provider
+    step = next(s for s in bench["steps"] if "nightly-bench" in s.get("run", ""))
+    assert step["env"]["BENCH_GPU"] == "${{ matrix.gpu }}" and "matrix.device" in step["run"]
+    assert any(s.get("with", {}).get("ref") == "bench-history" for s in bench["steps"])
+    assert any("upload-artifact" in s.get("uses", "") for s in bench["steps"])
+    report = jobs["report"]
+    assert report["needs"] == ["bench"] and report["if"] == "always()"
+    text = runs(report)
+    assert "append-history" in text and "python -m bench report" in text
+    assert "find nightly history" in text and "git push origin HEAD:bench-history" in text
+    script = (WORKFLOWS.parent.parent / ".ci" / "nightly-bench").read_text()
+    assert "--against" in script and "baselines/$class.json" in script
+
+
+def test_append_history_keeps_complete_runs_once(tmp_path):
+    """Runs are appended per class and never overwritten; an interrupted run is not history."""
+    import json
+
+    def run(root, run_id, cls, partial, wer):
+        d = root / "results-x" / "runs" / run_id
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(json.dumps(
+            {"run": {"id": run_id, "machine": {"class": cls}, "partial": partial}, "wer": wer}))
+
+    dl, hist = tmp_path / "dl", tmp_path / "history"
+    run(dl, "r1", "cpu-a", False, 1)
+    run(dl, "r2", "cpu-a", True, 2)
+    run(dl, "r3", "cpu-b", False, 3)
+    script = str(WORKFLOWS.parent.parent / ".ci" / "append-history")
+    subprocess.run([script, str(dl), str(hist)], check=True)
+    found = sorted(str(p.relative_to(hist)) for p in hist.rglob("results.json"))
+    assert found == ["cpu-a/r1/results.json", "cpu-b/r3/results.json"]
+    (dl / "results-x" / "runs" / "r1" / "results.json").write_text("changed")
+    subprocess.run([script, str(dl), str(hist)], check=True)
+    assert json.loads((hist / "cpu-a" / "r1" / "results.json").read_text())["wer"] == 1
 
 
 def test_report_job_needs_no_torch():

@@ -11,7 +11,7 @@ from typing import Sequence
 import pandas as pd
 
 from bench.report.inputs import ReportRun
-from bench.results import case_key
+from bench.identity import baseline_key
 from bench.tasks import TASKS
 from bench.variants import REFERENCE, VARIANTS
 
@@ -40,6 +40,15 @@ def variant_order(name: str) -> int:
     return names.index(name) if name in names else len(names)
 
 
+def _data_label(c: dict) -> str:
+    """'card' for a card's own data, else the data dir, with the content hash either way."""
+    ident = c.get("identity") or {}
+    if not ident:
+        return "unidentified"
+    source = ident.get("data_source") or "card"
+    return f"{source} ({str(ident.get('data', ''))[:8]})"
+
+
 def _row(r: ReportRun, c: dict) -> dict:
     m = c.get("metrics") or {}
     lat = m.get("latency_ms") or {}
@@ -48,7 +57,9 @@ def _row(r: ReportRun, c: dict) -> dict:
     row = {
         "run_id": r.id, "started": pd.Timestamp(r.started), "machine_class": r.machine_class,
         "partial": r.partial, "source": str(r.source),
-        "key": case_key(c), "task": c["task"], "card": c["card"], "variant": c["variant"],
+        # the key carries what was measured: a --data run of a card is its own case
+        "key": baseline_key(c), "task": c["task"], "card": c["card"], "variant": c["variant"],
+        "data": _data_label(c),
         "device": c["device"], "status": c["status"], "error": c.get("error"),
         "verdict": gate.get("verdict"), "reasons": list(gate.get("reasons") or []),
         "speedup_lo": _num(ci[0]), "speedup_hi": _num(ci[1]),

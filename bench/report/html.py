@@ -135,7 +135,7 @@ def _case_table(cur: pd.DataFrame, task: str, table_id: str) -> str:
         verdict = r["verdict"] or "–"
         row = {
             "card": f'<a id="{_anchor(r["machine_class"], r["key"])}"></a>{_e(r["card"])}',
-            "variant": _e(r["variant"]), "device": _e(r["device"]),
+            "data": _e(r["data"]), "variant": _e(r["variant"]), "device": _e(r["device"]),
             "run": f'<a href="#{_run_anchor(r["run_id"])}">{_e(r["started"].strftime("%Y-%m-%d %H:%M"))}</a>',
             "RTF": _num(r["rtf"], 3), "RTFx": _num(r["rtfx"], 1), "speedup [95% CI]": sp,
             "p50 ms": _num(r["p50_ms"], 1), "p90 ms": _num(r["p90_ms"], 1),
@@ -155,7 +155,7 @@ def _case_table(cur: pd.DataFrame, task: str, table_id: str) -> str:
     df = pd.DataFrame(rows)
     if cur["peak_gpu_mb"].isna().all():
         df = df.drop(columns=["peak GPU MB"])  # a CPU-only table needs no empty GPU column
-    text_cols = {"card", "variant", "device", "run", "status", "verdict"}
+    text_cols = {"card", "data", "variant", "device", "run", "status", "verdict"}
     cls = pd.DataFrame([[("reasons " if c == "reasons" else "txt " if c in text_cols else "") + tone
                          for c in df.columns] for tone in classes], columns=df.columns)
     styler = df.style.hide(axis="index").set_td_classes(cls)

@@ -1,0 +1,144 @@
+"""The gate's error rates on the real cards, in fresh processes (`bench selftest --real`).
+
+- A/A: a first run writes a baseline (into a scratch folder: the committed files are never
+  touched); each later run of the same commit, a fresh `bench run` process, is gated against
+  it. Every later run is also gated against the committed class file (hosts and days other
+  than this one). A failing case comparison is a false alarm.
+- Detection: runs with every ONNX variant made slower by a known factor (bench.measure.inject:
+  each call costs (1 + f) x its own time), gated against the same scratch baseline. A case
+  comparison that does not fail is a miss.
+- Quality: the trained ASR card's int8 encoder re-quantized with the mel-filterbank MatMul
+  in int8 too (the bug that once gave WER 96%), and with per-tensor weights (a milder loss),
+  decoded over the whole test split and gated against the shipped int8's WER.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.paths import REPO_ROOT, baselines_dir
+
+ONNX_VARIANTS = ("onnx", "onnx-fused", "onnx-int8")
+
+
+def _bench_run(cards: str, out: Path, env: dict, update: bool, fast: bool,
+               variants=ONNX_VARIANTS) -> dict:
+    args = [sys.executable, "-m", "bench", "run", "--card", cards, "--variant",
+            ",".join(("pytorch",) + tuple(variants)), "--out", str(out)]
+    args += ["--fast"] * fast + ["--update-baselines"] * update
+    print(f"selftest: {' '.join(args[3:])}" + (f"  [{env.get('BENCH_INJECT_SLOWDOWN')}]"
+                                                 if env.get("BENCH_INJECT_SLOWDOWN") else ""),
+          flush=True)
+    subprocess.run(args, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+    path = out / "results.json"
+    if not path.exists():
+        raise RuntimeError(f"selftest: {' '.join(args)} wrote no {path}")
+    return json.loads(path.read_text())
+
+
+def _verdicts(doc: dict, variants=ONNX_VARIANTS + ("pytorch",)) -> list[tuple[str, str, list]]:
+    return [(f"{c['card']}/{c['variant']}", (c.get("gate") or {}).get("verdict") or c["status"],
+             (c.get("gate") or {}).get("reasons") or [c.get("error")])
+            for c in doc["cases"] if c["variant"] in variants]
+
+
+def speed_error_rates(cards: str, repeats: int, slowdown: float, fast: bool = False,
+                      workdir: Path | None = None, variants=ONNX_VARIANTS) -> dict:
+    from bench.baseline import gate_results
+
+    work = Path(workdir or tempfile.mkdtemp(prefix="bench-selftest-"))
+    env = {"BENCH_BASELINES": str(work / "baselines")}
+    run = lambda name, extra=None, update=False: _bench_run(  # noqa: E731
+        cards, work / name, {**env, **(extra or {})}, update, fast, variants)
+    run("run0", update=True)
+    aa, committed, detect = [], [], []
+    inject = ",".join(f"{v}={slowdown:g}" for v in variants)
+    for i in range(repeats):
+        doc = run(f"aa{i}")
+        aa += _verdicts(doc)
+        committed += _verdicts(gate_results(json.loads(json.dumps(doc)), baselines_dir()))
+        doc = run(f"slow{i}", {"BENCH_INJECT_SLOWDOWN": inject})
+        detect += _verdicts(doc, tuple(variants))
+    return {"workdir": str(work), "aa": aa, "aa_committed": committed, "detect": detect,
+            "slowdown": slowdown}
+
+
+def _degraded_artifact(artifact: Path, tmp: Path, name: str, settings: dict) -> Path:
+    """A scratch artifact whose onnx-int8 is onnx-fused re-quantized with ``settings``."""
+    from bench.optimize.quantize import quantize
+
+    art = tmp / name
+    (art / "variants" / "onnx-int8").mkdir(parents=True)
+    for p in artifact.iterdir():
+        if p.name != "variants":
+            (art / p.name).symlink_to(p)
+    src, dst = artifact / "variants" / "onnx-fused", art / "variants" / "onnx-int8"
+    for g in src.glob("*.onnx"):
+        if g.name == "encoder.onnx":
+            quantize(g, dst / g.name, settings=settings)
+        else:
+            shutil.copyfile(artifact / "variants" / "onnx-int8" / g.name, dst / g.name)
+    return art
+
+
+def quality_detection(card_name: str = "asr-conformer-tiny", threads: int = 2) -> list[dict]:
+    from bench.artifacts import ensure_artifact
+    from bench.baseline import DEFAULT_TOLERANCES, compare_case
+    from bench.cases import decode_all
+    from bench.data.sets import load_eval_set
+    from bench.runtime.load import load_recognizer
+    from bench.tasks import get_task
+    from bench.zoo.cards import load_card
+
+    card = load_card(card_name)
+    artifact = ensure_artifact(card)
+    utts = load_eval_set(card)
+    task = get_task(card.task)
+    refs = [u.text for u in utts]
+
+    def wer(art: Path) -> float:
+        out = decode_all(load_recognizer(art, card.decode, "onnx-int8", "cpu", threads), utts)
+        return task.score(refs, out.outputs, out.outputs)[0][task.quality[0]]
+
+    shipped = wer(artifact)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, settings in (("filterbank-int8", {"exclude_prefixes": []}),
+                               ("per-tensor-weights", {"per_channel": False})):
+            got = wer(_degraded_artifact(artifact, Path(tmp), name, settings))
+            case = {"task": card.task, "card": card.name, "variant": "onnx-int8", "device": "cpu",
+                    "metrics": {"wer": got}}
+            gate = compare_case(case, {"wer": shipped}, {"wer": DEFAULT_TOLERANCES["wer"]})
+            rows.append({"loss": name, "shipped_wer": shipped, "wer": got, **gate})
+    return rows
+
+
+def summary(speed: dict | None, quality: list[dict] | None) -> str:
+    lines = []
+    if speed:
+        def rate(rows, bad):
+            n = len(rows)
+            k = sum(v in bad for _, v, _ in rows)
+            return f"{k}/{n}" + (f" ({100 * k / n:.1f}%)" if n else "")
+        lines.append(f"A/A against a baseline of this host (fresh processes): failed "
+                     f"{rate(speed['aa'], {'fail'})}, invalid {rate(speed['aa'], {'invalid'})}")
+        lines.append(f"A/A against the committed class file: failed "
+                     f"{rate(speed['aa_committed'], {'fail'})}, new {rate(speed['aa_committed'], {'new'})}")
+        lines.append(f"{100 * speed['slowdown']:.0f}% slowdown injected in every ONNX variant: caught "
+                     f"{rate(speed['detect'], {'fail'})}")
+        for key, verdict, reasons in speed["aa"] + speed["aa_committed"]:
+            if verdict == "fail":
+                lines.append(f"  false alarm {key}: {'; '.join(map(str, reasons))}")
+        for key, verdict, _ in speed["detect"]:
+            if verdict != "fail":
+                lines.append(f"  missed {key}: {verdict}")
+        lines.append(f"  (runs kept in {speed['workdir']})")
+    for r in quality or []:
+        lines.append(f"quality loss {r['loss']}: WER {r['shipped_wer']:.2f} -> {r['wer']:.2f}: "
+                     f"{r['verdict']}" + (f" ({r['reasons'][0]})" if r["reasons"] else ""))
+    return "\n".join(lines)

@@ -1,0 +1,20 @@
+"""The short version of `bench selftest --real`, in CI: on the real smoke card, in fresh
+`bench run` processes, an A/A run passes against the baseline of a first run and a run with
+an injected slowdown fails."""
+import pytest
+
+from bench.measure.selftest_real import speed_error_rates, summary
+
+pytestmark = pytest.mark.slow
+
+
+def test_real_card_aa_passes_and_injected_slowdown_fails(tmp_path, monkeypatch, shared_cache):
+    monkeypatch.setenv("BENCH_CACHE", str(shared_cache))
+    rates = speed_error_rates("asr-conformer-smoke", repeats=1, slowdown=0.5, workdir=tmp_path,
+                              variants=("onnx",))
+    text = summary(rates, None)
+    assert [v for _, v, _ in rates["aa"]] == ["pass", "pass"], text  # pytorch and onnx
+    assert [v for _, v, _ in rates["detect"]] == ["fail"], text
+    assert "slowdown injected in every ONNX variant: caught 1/1" in text
+    (reason,) = rates["detect"][0][2]
+    assert reason.startswith("speedup fell") and "this host" in reason
