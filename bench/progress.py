@@ -80,7 +80,8 @@ def _skip_reason(report) -> str:
 
 def outcome_of(reports: Sequence, max_reason: int = 70) -> str:
     """One word (and a short reason for a skip) from a test's setup/call/teardown reports:
-    pass, FAILED, ERROR, invalid (too noisy), skipped: <reason>."""
+    pass (or new: the gate's verdict when the suite recorded one), FAILED, ERROR,
+    invalid (too noisy), skipped: <reason>."""
     by_when = {r.when: r for r in reports}
     setup, call, teardown = by_when.get("setup"), by_when.get("call"), by_when.get("teardown")
     if setup is not None and setup.failed:
@@ -97,7 +98,10 @@ def outcome_of(reports: Sequence, max_reason: int = 70) -> str:
         return "FAILED"
     if teardown is not None and teardown.failed:
         return "ERROR in teardown"
-    return "pass" if call is not None and call.passed else "not run"
+    if call is not None and call.passed:
+        verdict = dict(getattr(call, "user_properties", None) or []).get("verdict")
+        return verdict if verdict in ("pass", "new") else "pass"
+    return "not run"
 
 
 def _default_label(item) -> str:

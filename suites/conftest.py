@@ -49,10 +49,13 @@ def pytest_generate_tests(metafunc):
 
 
 @pytest.fixture
-def measured_case(suite_run, bench_case):
+def measured_case(request, suite_run, bench_case):
     # Measuring happens in a fixture, so a case that cannot run shows as a pytest ERROR,
     # while a regression found by the gate shows as a FAILURE.
-    return suite_run.measure(*bench_case)
+    case = suite_run.measure(*bench_case)
+    # the progress line says "new" or "pass", as the gate does (pytest knows only "passed")
+    request.node.user_properties.append(("verdict", (case.get("gate") or {}).get("verdict")))
+    return case
 
 
 @pytest.fixture(scope="session")

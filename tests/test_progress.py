@@ -53,6 +53,9 @@ def test_outcome_words():
     noisy = ("f.py", 1, "Skipped: INVALID (too noisy to decide): speedup interval ...")
     assert outcome_of([_rep("setup", "passed"), _rep("call", "skipped", noisy)]) == \
         "invalid: too noisy to decide"
+    new = _rep("call", "passed")
+    new.user_properties = [("verdict", "new")]
+    assert outcome_of([_rep("setup", "passed"), new]) == "new"  # the gate's word, not pytest's
     long = ("f.py", 1, "Skipped: " + "x" * 200)
     assert len(outcome_of([_rep("setup", "skipped", long)])) < 90
 
