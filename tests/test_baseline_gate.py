@@ -357,3 +357,37 @@ def test_remeasured_case_replaces_its_migrated_entry(tmp_path):
     bl.update_baselines(_run(c), tmp_path)
     assert set(bl.load_baselines(path)["cases"]) == {"asr/asr-tiny/onnx-int8/cpu@cccccccccccc",
                                                      "asr/asr-tiny/onnx/cpu@pre-identity"}
+
+
+def test_speedup_spread_over_results_and_baseline_files(tmp_path):
+    runs = []
+    for s, host in ((2.0, "h1"), (2.5, "h2"), (1.5, None)):
+        r = _run(_case(speedup=s, speedup_ci95=[s - 0.1, s + 0.1]))
+        r["run"]["machine"]["host"] = host
+        runs.append(r)
+    bl.update_baselines(runs[0], tmp_path)
+    base = bl.load_baselines(bl.baseline_path(tmp_path, CLASS))
+    (row,) = bl.speedup_spread([base, runs[1], runs[2]])
+    assert row["case"] == f"{CLASS} asr/asr-tiny/onnx-int8/cpu"
+    assert (row["runs"], row["hosts"], row["median"], row["min"], row["max"]) == (3, 2, 2.0, 1.5, 2.5)
+    assert row["max_dev"] == pytest.approx(0.25)
+
+
+def test_against_reads_results_files_and_run_folders(tmp_path):
+    """`bench run --against FILE_OR_FOLDER,...`: what the suites gate with when given results."""
+    from bench.cases import BenchSession
+    from bench.runner import SuiteRun, _split_paths
+
+    older = _run(_case(speedup=2.0, speedup_ci95=[1.9, 2.1]))
+    older["run"]["machine"]["host"] = "h1"
+    write_json_atomic(tmp_path / "history" / "r1" / "results.json", older)
+    write_json_atomic(tmp_path / "one.json", older)
+    paths = _split_paths(f"{tmp_path / 'history'},{tmp_path / 'one.json'}")
+    assert paths == [str(tmp_path / "history" / "r1" / "results.json"), str(tmp_path / "one.json")]
+    run = SuiteRun(BenchSession(), tmp_path / "out", tmp_path / "no-baselines", False, paths)
+    bar = run.load_bar(CLASS)
+    assert bar["source"].startswith("earlier results: ") and len(bar["cases"]) == 1
+    slow = _case(speedup=1.0, speedup_ci95=[0.95, 1.05])
+    assert bl.gate_case(slow, bar, CLASS, host="h1")["verdict"] == "fail"
+    # without --against: the class file, or nothing
+    assert SuiteRun(BenchSession(), tmp_path, tmp_path / "none", False).load_bar(CLASS) is None

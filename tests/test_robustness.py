@@ -378,11 +378,11 @@ def test_long_recording_is_cut_in_quiet_places_into_bounded_windows():
     assert out.text == " ".join(f"part{i}" for i in range(1, len(cuts)))
 
 
-# ---------------------------------------------------------------- the counts in README
+# ---------------------------------------------------------------- the counts in docs/inputs.md
 
 COUNTED_FILES = ["tests/test_robustness.py", "tests/test_long_inputs.py", "tests/test_bad_input.py",
                  "tests/test_export_asr.py", "tests/test_baseline_gate.py"]
-REQUIREMENTS = [  # README row -> the test ids that hold it
+REQUIREMENTS = [  # docs/inputs.md row -> the test ids that hold it
     ("Long inputs: 5 minutes through every ASR variant, 1,000 characters through every TTS "
      "variant, windows, no frames x frames tensor, no length cap",
      r"test_long_inputs\.py|frames_by_frames|no_length_cap|long_recording"),
@@ -406,4 +406,4 @@ def test_readme_counts_match_the_tests():
     table = "\n".join(["| requirement | tests |", "|---|---|"]
                       + [f"| {name} | {sum(bool(re.search(pat, i)) for i in ids)} |"
                          for name, pat in REQUIREMENTS])
-    assert table in (REPO_ROOT / "README.md").read_text(), f"README should hold:\n{table}"
+    assert table in (REPO_ROOT / "docs" / "inputs.md").read_text(), f"docs/inputs.md should hold:\n{table}"
