@@ -256,7 +256,9 @@ def test_stopped_run_keeps_previous_files_and_marks_its_own_partial(tmp_path, sm
     doc2 = json.loads((tmp_path / "reports" / "results.json").read_text())
     assert doc2["run"]["partial"] is False and len(doc2["cases"]) == 2
     base = next(p for p in previous if p.parent.name == "baselines")
-    assert set(bl.load_baselines(base)["cases"]) == {f"asr/{SMOKE}/{v}/cpu" for v in ("pytorch", "onnx")}
+    stored = bl.load_baselines(base)["cases"]
+    assert {k.partition("@")[0] for k in stored} == {f"asr/{SMOKE}/{v}/cpu" for v in ("pytorch", "onnx")}
+    assert all(e["identity"] and k.endswith("@" + e["identity"]["key"]) for k, e in stored.items())
     assert len(list((tmp_path / "reports" / "runs").glob("*/results.json"))) == 2
 
 
