@@ -19,7 +19,7 @@ from bench.baseline import (BaselineError, baseline_from_results, baseline_path,
 from bench.cases import BenchSession, run_case
 from bench.fingerprint import library_versions, machine_class, machine_fingerprint
 from bench.paths import REPO_ROOT, baselines_dir, reports_dir
-from bench.results import add_case, append_utterances_jsonl, new_run, write_json_atomic
+from bench.results import add_case, append_utterances_jsonl, load_results, new_run, write_json_atomic
 
 LIBRARIES = ("torch", "torchaudio", "espnet", "onnx", "onnxruntime", "onnxruntime-gpu",
              "numpy", "jiwer", "sacrebleu", "espeakng-loader")
@@ -86,8 +86,6 @@ class SuiteRun:
         """What the cases are gated against: earlier results documents (--against), else the
         class's committed baseline file, else nothing (every case new)."""
         if self.against:
-            from bench.results import load_results
-
             docs = [load_results(p) for p in self.against]
             return baseline_from_results(docs, machine_class)
         path = baseline_path(self.baselines, machine_class)
