@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from bench.results import case_key, run_environment, validate_results, write_jso
 __all__ = [
     "SCHEMA", "MIGRATIONS", "DEFAULT_TOLERANCES", "BASELINE_METRICS", "BaselineError",
     "baseline_path", "new_baseline", "load_baselines", "tolerances_for", "compare_case",
-    "gate_case", "gate_results", "update_baselines", "baseline_from_results", "case_figures",
+    "gate_case", "gate_results", "update_baselines", "baseline_from_results", "case_figures", "fmt",
 ]
 
 SCHEMA = "bench-baseline/3"
@@ -271,9 +272,13 @@ def tolerances_for(baseline_doc: Mapping[str, Any], case: Mapping[str, Any]) -> 
     return tols
 
 
-def _fmt(x: float) -> str:
-    """Four significant digits: enough to see why 0.0229 > 0.0216, never 0.02 > 0.02."""
-    return f"{x:.0f}" if abs(x) >= 1000 else f"{x:#.4g}".rstrip(".")
+def fmt(x: float) -> str:
+    """At least four significant digits, never an exponent (1.203, 12.34, 0.02160, 1234):
+    enough to see why 0.0229 > 0.0216, never 0.02 > 0.02."""
+    x = float(x)
+    if x == 0 or not math.isfinite(x):
+        return f"{x:.4f}"
+    return f"{x:.{max(0, 3 - math.floor(math.log10(abs(x))))}f}"
 
 
 def _interval(case_metrics: Mapping[str, Any], metric: str) -> tuple[float, float] | None:
@@ -297,14 +302,14 @@ def _check_metric(metric: str, measured: float, interval, base: float, spec: Map
     lower_worse = spec["worse"] == "lower"
     if rel:
         limit = base * (1 - tol) if lower_worse else base * (1 + tol)
-        rule = f"{base_text} {_fmt(base)} x (1 {'-' if lower_worse else '+'} {tol:.3g}) = {_fmt(limit)}"
+        rule = f"{base_text} {fmt(base)} x (1 {'-' if lower_worse else '+'} {tol:.3g}) = {fmt(limit)}"
     else:
         limit = base - tol if lower_worse else base + tol
-        rule = f"{base_text} {_fmt(base)} {'-' if lower_worse else '+'} {tol:g} = {_fmt(limit)}"
+        rule = f"{base_text} {fmt(base)} {'-' if lower_worse else '+'} {tol:g} = {fmt(limit)}"
     # With an interval the whole interval must be on the wrong side of the limit: a noisy
     # measurement that merely overlaps the limit is not evidence of a regression.
     lo, hi = interval if interval else (measured, measured)
-    shown = f"{_fmt(measured)}" + (f" [{_fmt(lo)}, {_fmt(hi)}]" if interval else "")
+    shown = f"{fmt(measured)}" + (f" [{fmt(lo)}, {fmt(hi)}]" if interval else "")
     if lower_worse and hi < limit:
         return f"{metric} fell: measured {shown} < {rule}"
     if not lower_worse and lo > limit:
@@ -345,22 +350,22 @@ def _speed_gate(metric: str, figures: Mapping, entry: Mapping, spec: Mapping,
     baseline's runs, an absolute figure (RTF, latency) only against runs of this host."""
     runs = _runs_of(entry, metric)
     same = [r for r in runs if r.get("host") is SAME_HOST or (host and r.get("host") == host)]
-    if spec.get("host_bound"):
-        if not same:
-            return None, (f"{metric} not gated: no baseline run of this host ({host}); absolute "
-                          "speed does not transfer between hosts")
-        pool, tol, base_text = same, float(spec["value"]), "median of this host's runs"
-    else:
-        pool = same or runs
-        floor = float(spec["value"]) if same else float(spec.get("across_hosts", spec["value"]))
-        ref = _median([float(r[metric]) for r in pool]) if pool else None
-        spread = max(abs(float(r[metric]) / ref - 1) for r in pool) if pool and ref else 0.0
-        tol = max(floor, float(spec.get("spread_factor", 0)) * spread)
-        base_text = ("baseline" if len(pool) == 1 else f"median of {len(pool)} baseline runs") + \
-            ("" if same else " (other hosts)")
+    host_bound = spec.get("host_bound")
+    if host_bound and not same:
+        return None, (f"{metric} not gated: no baseline run of this host ({host}); absolute "
+                      "speed does not transfer between hosts")
+    pool = same if host_bound else (same or runs)
     if not pool:
         return None, None
     ref = _median([float(r[metric]) for r in pool])
+    if host_bound:
+        tol, base_text = float(spec["value"]), "median of this host's runs"
+    else:
+        floor = float(spec["value"]) if same else float(spec.get("across_hosts", spec["value"]))
+        spread = max(abs(float(r[metric]) / ref - 1) for r in pool) if ref else 0.0
+        tol = max(floor, float(spec.get("spread_factor", 0)) * spread)
+        base_text = ("baseline" if len(pool) == 1 else f"median of {len(pool)} baseline runs") + \
+            ("" if same else " (other hosts)")
     measured = figures.get(metric)
     reason = _check_metric(metric, float(measured), _interval(figures, metric), ref, spec,
                            tol=tol, base_text=base_text)
@@ -493,7 +498,7 @@ def update_baselines(results_doc: dict, baselines_dir: str | os.PathLike, *,
             m = c.get("metrics") or {}
             s, ci = m.get("speedup"), m.get("speedup_ci95")
             if s and ci and (ci[1] - ci[0]) > max_ci_rel_width * s:
-                noisy.append(f"{case_key(c)}: speedup {_fmt(s)} [{_fmt(ci[0])}, {_fmt(ci[1])}]")
+                noisy.append(f"{case_key(c)}: speedup {fmt(s)} [{fmt(ci[0])}, {fmt(ci[1])}]")
         if noisy:
             raise BaselineError("refusing to update baselines from a noisy run (speedup interval "
                                 f"wider than {max_ci_rel_width:g} x speedup):\n  " + "\n  ".join(noisy))

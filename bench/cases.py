@@ -22,7 +22,7 @@ import numpy as np
 
 from bench.artifacts import artifact_info, ensure_artifact
 from bench.data.sets import load_eval_set, stratified_subset
-from bench.identity import case_identity
+from bench.identity import case_identity, data_identity
 from bench.measure.inject import injected_fractions
 from bench.measure.memory import measure_peak_rss
 from bench.measure.stats import percentiles_ms
@@ -50,12 +50,20 @@ class BenchSession:
     data_dir: str | None = None  # a Kaldi-style dir (--data) that replaces every card's data
     utterances: list[dict] = field(default_factory=list)
     _data: dict = field(default_factory=dict)
+    _data_ids: dict = field(default_factory=dict)
     _refs: dict = field(default_factory=dict)
 
     def eval_set(self, card: Card) -> list:
         if card.name not in self._data:
             self._data[card.name] = load_eval_set(card, self.data_dir)
         return self._data[card.name]
+
+    def identity(self, card: Card, variant: str) -> dict:
+        """What the case is measured on (bench.identity); the data's hash once per card."""
+        if card.name not in self._data_ids:
+            self._data_ids[card.name] = data_identity(self.eval_set(card))
+        return case_identity(self.eval_set(card), card.decode, variant, self.data_dir,
+                             data=self._data_ids[card.name])
 
     def artifact(self, card: Card) -> Path:
         return ensure_artifact(card)
@@ -136,7 +144,7 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     derive_error = info["variants"].get(variant, {}).get("error")
     if derive_error:
         raise RuntimeError(f"variant {variant} of {artifact.name} could not be derived: {derive_error}")
-    case["identity"] = case_identity(utts, card.decode, variant, session.data_dir)
+    case["identity"] = session.identity(card, variant)
     injected = injected_fractions().get(variant)
     if injected:
         case["settings"]["injected_slowdown"] = injected

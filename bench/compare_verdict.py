@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from bench.baseline import fmt  # the gate's number format, so both read alike
 from bench.measure.stats import bootstrap_ci
 
 # Timing rounds. --fast: checks of the harness, not figures anyone should quote.
@@ -59,13 +60,6 @@ def stop_reason(ratios: Sequence[float], elapsed_s: float, fast: bool = False) -
     if elapsed_s >= cap:
         return f"time cap ({cap:g} s)"
     return None
-
-
-def fmt(x: float) -> str:
-    """At least 4 significant digits, never an exponent: 1.203, 12.34, 1234."""
-    if x == 0 or not np.isfinite(x):
-        return f"{x:.4f}"
-    return f"{x:.{max(0, 3 - int(np.floor(np.log10(abs(x)))))}f}"
 
 
 def _check(label: str, base: float, head: float, spec: Mapping[str, Any]) -> str | None:

@@ -58,8 +58,9 @@ def variant_identity(variant: str) -> str:
 
 
 def case_identity(items: list, decode: Mapping[str, Any], variant: str,
-                  data_dir: str | None) -> dict:
-    ident = {"data": data_identity(items), "n_items": len(items),
+                  data_dir: str | None, data: str | None = None) -> dict:
+    """``data``: the items' :func:`data_identity`, when the caller already has it."""
+    ident = {"data": data or data_identity(items), "n_items": len(items),
              "data_source": data_dir or "card", "decode": decode_identity(decode),
              "variant": variant_identity(variant)}
     ident["key"] = _short(hashlib.sha256(

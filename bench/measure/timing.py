@@ -126,6 +126,14 @@ class _StopRule:
             return STOP_TIME_CAP
         return None
 
+    def check(self, out, first_round_s: float | None, timed_s: float, elapsed_s: float) -> bool:
+        """Before another recorded round: set ``out.floor``, and ``out.stopped`` when to stop."""
+        out.floor = self.floor(first_round_s)
+        n = out.n_rounds
+        out.stopped = self.stop(n, out.floor, timed_s, elapsed_s, timed_s / n if n else 0.0,
+                                out.rel_width) or ""
+        return bool(out.stopped)
+
 
 @dataclass
 class PairedTiming:
@@ -254,14 +262,8 @@ def interleaved_pairs(
     r = 0  # counts warm-up and recorded rounds alike so the alternation never stalls
     while True:
         recording = r >= warmup
-        if recording:
-            out.floor = rule.floor(first_round_s)
-            n = out.n_rounds
-            stopped = rule.stop(n, out.floor, timed_total, clock() - start,
-                                timed_total / n if n else 0.0, out.rel_width)
-            if stopped:
-                out.stopped = stopped
-                break
+        if recording and rule.check(out, first_round_s, timed_total, clock() - start):
+            break
         ref_first = (r % 2 == 0)
         ref_row: list[float] = []
         var_row: list[float] = []
@@ -317,14 +319,7 @@ def time_single(
             first_round_s = row_s
     out.warmup_s = clock() - start
     timed_total = 0.0
-    while True:
-        out.floor = rule.floor(first_round_s)
-        n = out.n_rounds
-        stopped = rule.stop(n, out.floor, timed_total, clock() - start,
-                            timed_total / n if n else 0.0, out.rel_width)
-        if stopped:
-            out.stopped = stopped
-            break
+    while not rule.check(out, first_round_s, timed_total, clock() - start):
         row = [_timed(run, item, clock) for item in items]
         if first_round_s is None:
             first_round_s = float(sum(row))
