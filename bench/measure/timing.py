@@ -136,7 +136,21 @@ class _StopRule:
 
 
 @dataclass
-class PairedTiming:
+class _StopRecord:
+    """How a timing ended: ``stopped`` (why, the module docstring), ``floor`` (the rounds
+    floor applied), ``elapsed_s`` (clock seconds of the whole call, ``warmup_s`` of them in
+    warm-up), ``target_rel_width`` / ``max_seconds`` (the rule it ran under; None: not used)."""
+
+    stopped: str = ""
+    floor: int = 0
+    elapsed_s: float = 0.0
+    warmup_s: float = 0.0
+    target_rel_width: float | None = None
+    max_seconds: float | None = None
+
+
+@dataclass
+class PairedTiming(_StopRecord):
     """Recorded (post warm-up) rounds of an interleaved reference/variant timing.
 
     ``ref_item_s[r][i]`` / ``var_item_s[r][i]``: seconds of item ``i`` in round ``r`` (items in
@@ -152,12 +166,6 @@ class PairedTiming:
     ref_item_s: list[list[float]] = field(default_factory=list)
     var_item_s: list[list[float]] = field(default_factory=list)
     ref_first: list[bool] = field(default_factory=list)
-    stopped: str = ""
-    floor: int = 0
-    elapsed_s: float = 0.0
-    warmup_s: float = 0.0
-    target_rel_width: float | None = None
-    max_seconds: float | None = None
 
     @property
     def n_rounds(self) -> int:
@@ -199,17 +207,11 @@ class PairedTiming:
 
 
 @dataclass
-class SingleTiming:
+class SingleTiming(_StopRecord):
     """Recorded rounds of a variant timed alone. ``item_s[r][i]``: seconds of item i in round r.
     ``stopped`` ... ``max_seconds``: as in :class:`PairedTiming`."""
 
     item_s: list[list[float]] = field(default_factory=list)
-    stopped: str = ""
-    floor: int = 0
-    elapsed_s: float = 0.0
-    warmup_s: float = 0.0
-    target_rel_width: float | None = None
-    max_seconds: float | None = None
 
     @property
     def n_rounds(self) -> int:
