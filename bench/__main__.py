@@ -137,9 +137,14 @@ def cmd_selftest(a) -> int:
         quality = quality_detection() if a.quality else None
         print(summary(speed, quality))
         return 0
-    from bench.measure.selftest import gate_error_rates
+    from bench.measure.selftest import SimulatedHost, gate_error_rates, measure_noise
 
-    print(gate_error_rates(comparisons=a.comparisons, slowdown=a.slowdown).summary())
+    if a.noise:
+        print(" ".join(f"{k}={v:.3g}" for k, v in measure_noise().items()))
+        return 0
+    host = SimulatedHost(seed=0) if a.simulated else None
+    print(gate_error_rates(comparisons=a.comparisons, slowdown=a.slowdown, host=host,
+                           speedup_tol=a.tolerance).summary())
     return 0
 
 
@@ -273,6 +278,13 @@ def main(argv=None) -> int:
     st = sub.add_parser("selftest", help="measure the gate's false-alarm and miss rates")
     st.add_argument("--comparisons", type=int, default=200)
     st.add_argument("--slowdown", type=float, default=0.20)
+    st.add_argument("--tolerance", type=float,
+                    help="speedup tolerance to try instead of the default (e.g. 0 or 0.3)")
+    st.add_argument("--simulated", action="store_true",
+                    help="on a simulated host (seeded noise, the suites' stopping rule) instead "
+                         "of this machine's clock: the rule's own rates, the same everywhere")
+    st.add_argument("--noise", action="store_true",
+                    help="print this host's timing noise in the simulated host's terms")
     st.add_argument("--real", action="store_true",
                     help="on real cards in fresh `bench run` processes: A/A against a scratch "
                          "baseline and the committed file, detection of an injected slowdown")

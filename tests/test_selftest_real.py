@@ -16,5 +16,6 @@ def test_real_card_aa_passes_and_injected_slowdown_fails(tmp_path, monkeypatch, 
     assert [v for _, v, _ in rates["aa"]] == ["pass", "pass"], text  # pytorch and onnx
     assert [v for _, v, _ in rates["detect"]] == ["fail"], text
     assert "slowdown injected in every ONNX variant: caught 1/1" in text
-    (reason,) = rates["detect"][0][2]
-    assert reason.startswith("speedup fell") and "this host" in reason
+    reasons = rates["detect"][0][2]  # same host: rtf and latency may fail beside the speedup
+    speedup = [r for r in reasons if r.startswith("speedup fell")]
+    assert speedup and "this host" in speedup[0], reasons

@@ -6,14 +6,21 @@ pure-Python loop of n iterations: its cost scales with n and nothing else, so a 
 of exactly 20% is n x 1.2. Each comparison measures a baseline run and a candidate run the
 way the suites do (interleaved rounds, median ratio, bootstrap interval) and asks the real
 gate (bench.baseline.compare_case) for its verdict.
+
+On a real clock the rates also measure the host's noise (a busy CI runner misses more), so
+the unit test runs the same comparisons on ``SimulatedHost``: a virtual clock whose calls
+cost n x a seeded noise factor (log-normal jitter plus occasional preemption spikes). There
+the rates are a property of the rule and the statistics alone, the same on every host.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from bench.baseline import DEFAULT_TOLERANCES, compare_case
-from bench.measure.timing import interleaved_pairs
+from bench.measure.timing import DEFAULT_MAX_SECONDS, DEFAULT_TARGET_REL_WIDTH, interleaved_pairs
 
 
 def spin(n: int) -> int:
@@ -21,6 +28,57 @@ def spin(n: int) -> int:
     for i in range(n):
         total += i
     return total
+
+
+class SimulatedHost:
+    """A virtual clock and a workload on it, with the noise of a shared 2-core runner.
+
+    ``spin(n)`` advances the clock by n x ``ns_per_iter`` x noise. The noise has three parts,
+    as ``measure_noise`` finds them on a real host: the host's speed drifts slowly (log-normal,
+    sigma ``drift``, correlation ``drift_corr`` from one call to the next: neighbours share
+    it, as a reference call and its variant do in one pair), each call has its own jitter
+    (sigma ``jitter``), and with probability ``spike_p`` a call takes ``spike`` times longer
+    (another process took the core). Defaults: rounded up from ``bench selftest --noise`` on
+    cpu-x86_64-avx512vnni-2c (drift 0.13-0.18, correlation 0.85, jitter 0.04, spikes 0.01).
+    """
+
+    def __init__(self, seed: int = 0, drift: float = 0.18, drift_corr: float = 0.85,
+                 jitter: float = 0.05, spike_p: float = 0.02, spike: float = 1.8,
+                 ns_per_iter: float = 20.0):
+        self.rng = np.random.default_rng(seed)
+        self.drift, self.drift_corr = drift, drift_corr
+        self.jitter, self.spike_p, self.spike = jitter, spike_p, spike
+        self.s_per_iter = ns_per_iter * 1e-9
+        self.log_speed = 0.0
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def spin(self, n: int) -> None:
+        rho = self.drift_corr
+        self.log_speed = rho * self.log_speed + \
+            self.rng.normal(0.0, self.drift * (1 - rho * rho) ** 0.5)
+        noise = float(np.exp(self.log_speed + self.rng.normal(0.0, self.jitter)))
+        if self.rng.random() < self.spike_p:
+            noise *= self.spike
+        self.now += n * self.s_per_iter * noise
+
+
+def measure_noise(calls: int = 3000, item_s: float = 0.002) -> dict[str, float]:
+    """This host's noise in SimulatedHost's terms, from ``calls`` timed loops of item_s."""
+    n = calibrate(item_s)
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        spin(n)
+        times.append(time.perf_counter() - t)
+    logs = np.log(np.asarray(times) / np.median(times))
+    steps = np.diff(logs)
+    mad = lambda x: float(1.4826 * np.median(np.abs(x - np.median(x))))  # noqa: E731
+    return {"drift": mad(logs), "drift_corr": float(np.corrcoef(logs[:-1], logs[1:])[0, 1]),
+            "jitter": mad(steps) / 2 ** 0.5, "spike_p": float(np.mean(np.abs(steps) > 0.3) / 2),
+            "calls": calls, "item_s": item_s}
 
 
 def calibrate(target_s: float = 0.002) -> int:
@@ -31,9 +89,19 @@ def calibrate(target_s: float = 0.002) -> int:
     return max(1000, int(n * target_s / (time.perf_counter() - t)))
 
 
-def measured_speedup(n_ref: int, n_var: int, items: int, rounds: int) -> tuple[float, list[float]]:
-    pt = interleaved_pairs(lambda _: spin(n_ref), lambda _: spin(n_var), list(range(items)),
-                           min_rounds=rounds, max_rounds=rounds, warmup=1)
+# The suites' stopping rule (bench/cases.py with a card's defaults). On the real clock the
+# 2 ms items would need thousands of rounds to fill min_seconds, so there it is dropped.
+SUITE_RULE = dict(min_rounds=3, min_seconds=10.0, max_rounds=50, warmup=1,
+                  target_rel_width=DEFAULT_TARGET_REL_WIDTH, max_seconds=DEFAULT_MAX_SECONDS)
+REAL_CLOCK_RULE = dict(SUITE_RULE, min_seconds=0.0, max_seconds=None)
+
+
+def measured_speedup(n_ref: int, n_var: int, items: int,
+                     host: SimulatedHost | None = None) -> tuple[float, list[float]]:
+    run, clock = (spin, time.perf_counter) if host is None else (host.spin, host.clock)
+    rule = REAL_CLOCK_RULE if host is None else SUITE_RULE
+    pt = interleaved_pairs(lambda _: run(n_ref), lambda _: run(n_var), list(range(items)),
+                           clock=clock, **rule)
     return pt.speedup(), list(pt.speedup_ci95())
 
 
@@ -55,18 +123,21 @@ class Rates:
 
 
 def gate_error_rates(comparisons: int = 200, slowdown: float = 0.20, items: int = 3,
-                     rounds: int = 8, item_s: float = 0.002,
-                     speedup_tol: float | None = None) -> Rates:
+                     item_s: float | None = None, speedup_tol: float | None = None,
+                     host: SimulatedHost | None = None) -> Rates:
+    """``host`` None: real time on this machine (items of 2 ms); else the simulated host's
+    clock (items of 0.2 s, about a paper card's utterance, under the suites' full rule)."""
+    item_s = item_s or (0.002 if host is None else 0.2)
     tols = {k: dict(v) for k, v in DEFAULT_TOLERANCES.items()}
     if speedup_tol is not None:
         tols["speedup"]["value"] = speedup_tol
-    n = calibrate(item_s)
+    n = calibrate(item_s) if host is None else int(item_s / host.s_per_iter)
     rates = Rates(comparisons, 0, 0, 0, slowdown, tols["speedup"]["value"])
     for _ in range(comparisons):
-        base_s, _ = measured_speedup(n, n, items, rounds)
+        base_s, _ = measured_speedup(n, n, items, host)
         baseline = {"speedup": base_s, "wer": 5.0}
-        same, same_ci = measured_speedup(n, n, items, rounds)
-        slow, slow_ci = measured_speedup(n, int(n * (1 + slowdown)), items, rounds)
+        same, same_ci = measured_speedup(n, n, items, host)
+        slow, slow_ci = measured_speedup(n, int(n * (1 + slowdown)), items, host)
         verdict = lambda s, ci, wer: compare_case(  # noqa: E731
             {"task": "selftest", "card": "spin", "variant": "v", "device": "cpu",
              "metrics": {"speedup": s, "speedup_ci95": ci, "wer": wer}}, baseline, tols)["verdict"]
