@@ -22,6 +22,7 @@ import numpy as np
 
 from bench.artifacts import artifact_info, ensure_artifact
 from bench.data.sets import load_eval_set, stratified_subset
+from bench.families import family_of
 from bench.identity import case_identity, data_identity
 from bench.measure.inject import injected_fractions
 from bench.measure.memory import measure_peak_rss
@@ -130,7 +131,7 @@ def run_case(session: BenchSession, card: Card, variant: str, device: str) -> di
 def _measure(session: BenchSession, card: Card, variant: str, device: str, case: dict) -> None:
     v = get_variant(variant)
     task = get_task(card.task)
-    tts = task.family == "text2speech"
+    family = family_of(card.task)
     utts = session.eval_set(card)
     artifact = session.artifact(card)
     info = artifact_info(artifact)
@@ -162,7 +163,7 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     m = case["metrics"]
     case["n_utterances"] = len(utts)
     # audio in for speech input, audio out for TTS (its RTF is over the output)
-    item_audio = [o.seconds for o in out.outputs] if tts else [u.seconds for u in utts]
+    item_audio = [o.seconds for o in out.outputs] if family.audio_is_output else [u.seconds for u in utts]
     case["audio_seconds"] = round(sum(item_audio), 3)
     refs = [u.text for u in utts]
     if card.random_weights:
@@ -198,11 +199,11 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     else:
         pt = tm = interleaved_pairs(ref_rec, rec, inputs, **rounds)
         if _too_noisy(pt):  # measure once more before calling the case undecidable
-            case["settings"]["remeasured"] = {"first_ci95": list(pt.speedup_ci95())}
+            case["remeasured"] = {"first_ci95": list(pt.speedup_ci95())}
             pt = tm = interleaved_pairs(ref_rec, rec, inputs, **rounds)
             if _too_noisy(pt):
                 lo, hi = pt.speedup_ci95()
-                case["settings"]["too_noisy"] = (
+                case["too_noisy"] = (
                     f"speedup interval [{lo:.2f}, {hi:.2f}] is wider than {MAX_CI_REL_WIDTH:g} x "
                     f"the speedup {pt.speedup():.2f}, twice")
         per_item, total, n_rounds = pt.var_item_flat(), pt.var_total_s(), pt.n_rounds
@@ -242,11 +243,7 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     for u, o, secs, ro, audio in zip(utts, out.outputs, out.seconds, ref_out.outputs, item_audio):
         row = {"task": card.task, "card": card.name, "variant": variant, "device": device,
                "id": u.id, "duration": round(audio, 3), "seconds": secs, "reference": u.text}
-        if tts:
-            row.update({"input": u.input, "output_samples": int(o.wave.shape[0]),
-                        "same_length_as_pytorch": o.wave.shape[0] == ro.wave.shape[0]})
-        else:
-            row.update({"hypothesis": o.text, "tokens": o.tokens, "agrees_with_pytorch": o.tokens == ro.tokens})
+        row.update(family.utterance_row(u, o, ro))
         session.utterances.append(row)
 
 

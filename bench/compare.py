@@ -21,6 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.families import get_family
 from bench.paths import cache_dir, corpora_dir, reports_dir, shared_dir
 
 SCHEMA = "bench-compare/1"
@@ -110,21 +111,6 @@ def time_pairs(run_base, run_head, fast: bool, clock=time.monotonic) -> dict:
             "timing_s": clock() - t0, "warmup": warmup, "pairs": pairs}
 
 
-def _between(family: str, qb: dict, qh: dict, waves: dict) -> dict:
-    """Head's outputs against base's: token error rate, or mel-cepstral distance for speech out."""
-    if family == "text2speech":
-        import numpy as np
-
-        from bench.metrics.audio import mel_cepstral_distortion
-
-        wb, wh = np.load(waves["base"]), np.load(waves["head"])
-        d = [mel_cepstral_distortion(wb[k], wh[k], sr) for k, sr in zip(sorted(wb.files), qb["sample_rates"])]
-        return {"tts_distance": sum(d) / len(d) if d else None}
-    from bench.metrics.text import agreement_ter
-
-    return {"agreement_ter": agreement_ter(qb.pop("tokens"), qh.pop("tokens"))}
-
-
 def run_case(sides: dict, card: str, variant: str, opts, logs: Path) -> dict:
     """Measure one (card, variant) on both sides; errors are reported in the case."""
     name = Path(card).stem  # a card file's name without its folder
@@ -151,7 +137,7 @@ def run_case(sides: dict, card: str, variant: str, opts, logs: Path) -> dict:
             waves = {n: str(Path(tmp) / f"{n}.npz") for n in workers}
             quality = {n: w.call("quality", waves_path=waves[n]) for n, w in workers.items()}
             family = loaded["head"]["family"]
-            case["between"] = _between(family, quality["base"], quality["head"], waves)
+            case["between"] = get_family(family).outputs_agreement(quality["base"], quality["head"], waves)
             case["time"] = time_pairs(lambda: workers["base"].call("round")["seconds"],
                                       lambda: workers["head"].call("round")["seconds"], opts.fast)
             memory = {n: w.call("memory") for n, w in workers.items()}

@@ -9,12 +9,11 @@ where a later run would take it for complete.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bench.atomic import build_once
 from bench.paths import REPO_ROOT
 
 WORKTREE = "WORKTREE"
@@ -87,20 +86,10 @@ def checkout(side: Side, repo: Path = REPO_ROOT) -> Side:
     """``side`` with ``root`` set: the repository for WORKTREE, else a cached checkout of its commit."""
     if side.rev == WORKTREE:
         return side
-    from dataclasses import replace
+    def add(tmp: Path) -> None:
+        _git(repo, "worktree", "prune")  # forget the git records of removed checkouts
+        _git(repo, "worktree", "add", "--detach", str(tmp), side.sha)
 
-    from bench.artifacts import file_lock
-
-    cache = checkouts_dir(repo)
-    final = cache / side.sha
-    with file_lock(cache / f".{side.sha}.lock"):
-        if not _is_checkout(final, side.sha):
-            # under the lock, anything else of this commit was left by a killed run
-            for stale in [final, *cache.glob(f".{side.sha}.tmp*")]:
-                if stale.exists():
-                    shutil.rmtree(stale)
-            _git(repo, "worktree", "prune")  # forget the git records of removed checkouts
-            tmp = cache / f".{side.sha}.tmp{os.getpid()}"
-            _git(repo, "worktree", "add", "--detach", str(tmp), side.sha)
-            _git(repo, "worktree", "move", str(tmp), str(final))
+    final = build_once(checkouts_dir(repo) / side.sha, add, lambda path: _is_checkout(path, side.sha),
+                       place=lambda tmp, dst: _git(repo, "worktree", "move", str(tmp), str(dst)))
     return replace(side, root=final)

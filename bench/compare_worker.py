@@ -99,6 +99,8 @@ class Worker:
         metrics = {k: v for k, v in metrics.items() if k not in SELF_COMPARISONS}
         reply = {"metrics": metrics, "notes": notes, "seconds": seconds,
                  "ids": [u.id for u in self.utts]}
+        # the record bench.families' output_record writes, built here by family name: the
+        # worker also drives revisions older than bench.families
         if self.task.family == "text2speech":
             import numpy as np
 

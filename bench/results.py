@@ -1,7 +1,10 @@
-"""The results document (schema ``bench-results/1``): build, validate, write, read.
+"""The results document (schema ``bench-results/2``): build, validate, migrate, write, read.
 
 Reports, the gate and outside tools read these names; keep them stable and extend only by
-adding keys. Files are written atomically so a crashed run never leaves half a document.
+adding keys. A change that moves or renames a field is a new schema with a migration step
+from the one before (MIGRATIONS), so every older document still reads: a report over last
+month's nights, a `--against` run, the history branch. Files are written atomically so a
+crashed run never leaves half a document.
 """
 from __future__ import annotations
 
@@ -17,11 +20,11 @@ from typing import Any, Iterable, Mapping
 __all__ = [
     "SCHEMA", "STATUSES", "VERDICTS", "METRIC_KEYS", "ResultsError",
     "new_run", "make_case", "case_key", "run_environment", "add_case", "set_error", "set_skipped",
-    "validate_results", "load_results", "write_text_atomic", "write_json_atomic",
+    "validate_results", "migrate_results", "load_results", "write_text_atomic", "write_json_atomic",
     "append_utterances_jsonl",
 ]
 
-SCHEMA = "bench-results/1"
+SCHEMA = "bench-results/2"
 STATUSES = ("ok", "error", "skipped", "partial")
 VERDICTS = ("pass", "fail", "new", "invalid")  # invalid: too noisy to decide
 
@@ -76,6 +79,10 @@ def make_case(task: str, card: str, variant: str, device: str) -> dict:
         "settings": {},
         # What it was measured on (bench.identity): its baseline key with the fields above
         "identity": None,
+        # The speed interval was too wide once and measured again: the first interval
+        "remeasured": None,
+        # Still too wide the second time: why the gate cannot decide (verdict "invalid")
+        "too_noisy": None,
         "gate": None,
     }
 
@@ -123,6 +130,34 @@ def set_skipped(case: dict, reason: str) -> dict:
     return case
 
 
+# ---------------------------------------------------------------- migrations
+
+def _v1_to_v2(doc: dict) -> dict:
+    """v2: whether a case was re-measured or too noisy to gate are fields of the case (v1
+    kept them in its free-form settings); every case has an identity, null if unknown."""
+    for c in doc.get("cases") or []:
+        if not isinstance(c, dict):
+            continue  # validation names it
+        settings = c.get("settings") if isinstance(c.get("settings"), dict) else {}
+        c["remeasured"] = settings.pop("remeasured", None)
+        c["too_noisy"] = settings.pop("too_noisy", None)
+        c.setdefault("identity", None)
+    doc["schema"] = "bench-results/2"
+    return doc
+
+
+# schema -> the step that turns such a document into the next schema
+MIGRATIONS = {"bench-results/1": _v1_to_v2}
+
+
+def migrate_results(doc: Any) -> Any:
+    """An older results document brought to SCHEMA step by step (in place); any other
+    document comes back as it is, for validation to judge."""
+    while isinstance(doc, dict) and doc.get("schema") in MIGRATIONS:
+        doc = MIGRATIONS[doc["schema"]](doc)
+    return doc
+
+
 # ---------------------------------------------------------------- validation
 
 def _is_num(x: Any) -> bool:
@@ -137,7 +172,9 @@ def validate_results(doc: Any, source: str = "<results>") -> dict:
     if not isinstance(doc, dict):
         fail("(document)", f"expected a JSON object, got {type(doc).__name__}")
     if doc.get("schema") != SCHEMA:
-        fail("schema", f"expected {SCHEMA!r}, got {doc.get('schema')!r}")
+        readable = ", ".join([*MIGRATIONS, SCHEMA])
+        fail("schema", f"expected {SCHEMA!r}, got {doc.get('schema')!r} (this harness reads "
+                       f"{readable}; a newer schema needs a newer harness)")
     run = doc.get("run")
     if not isinstance(run, dict):
         fail("run", "missing or not an object")
@@ -179,6 +216,10 @@ def validate_results(doc: Any, source: str = "<results>") -> dict:
                     fail(f"{where}.metrics.{k}", f"expected [lo, hi] or null, got {v!r}")
             elif k in METRIC_KEYS and v is not None and not _is_num(v):
                 fail(f"{where}.metrics.{k}", f"expected a number or null, got {v!r}")
+        if c.get("too_noisy") is not None and not isinstance(c["too_noisy"], str):
+            fail(f"{where}.too_noisy", f"expected a string or null, got {c['too_noisy']!r}")
+        if c.get("remeasured") is not None and not isinstance(c["remeasured"], dict):
+            fail(f"{where}.remeasured", f"expected an object or null, got {c['remeasured']!r}")
         ident = c.get("identity")
         if ident is not None and not (isinstance(ident, dict) and isinstance(ident.get("key"), str)):
             fail(f"{where}.identity", f"expected an object with a 'key' string, or null, got {ident!r}")
@@ -194,7 +235,8 @@ def validate_results(doc: Any, source: str = "<results>") -> dict:
 
 
 def load_results(path: str | os.PathLike) -> dict:
-    """Read and validate a results document; errors name the file and the field."""
+    """Read, migrate (an older schema) and validate a results document; errors name the
+    file and the field."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -206,7 +248,7 @@ def load_results(path: str | os.PathLike) -> dict:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise ResultsError(f"{path}: not valid JSON: {e}") from e
-    return validate_results(doc, source=str(path))
+    return validate_results(migrate_results(doc), source=str(path))
 
 
 # ---------------------------------------------------------------- writing

@@ -95,7 +95,7 @@ class SuiteRun:
         """Run one case and gate it. Called from a fixture: a harness error is a pytest ERROR."""
         case = run_case(self.session, card, variant, device)
         if case["status"] == "ok":
-            noisy = case["settings"].get("too_noisy")
+            noisy = case.get("too_noisy")
             case["gate"] = {"verdict": "invalid", "reasons": [noisy]} if noisy else \
                 gate_case(case, self.baseline_doc, self.doc["run"]["machine"]["class"],
                           host=self.doc["run"]["machine"].get("host"))

@@ -37,14 +37,10 @@ def _graphs_in(src: Path) -> dict[str, str]:
 
 
 def check_variant(src: Path, dst: Path, info: dict, atol: float | None) -> dict:
-    """Run the derived graphs against the plain export with the check of the exporter's family."""
-    if str(info.get("exporter", "")).startswith("tts"):
-        from bench.export.tts import check_tts_variant
+    """Run the derived graphs against the plain export with the check of the card's family."""
+    from bench.families import get_family
 
-        return check_tts_variant(src, dst, info, atol)
-    from bench.optimize.verify import check_variant as check_speech2text
-
-    return check_speech2text(src, dst, info, atol)
+    return get_family(info.get("family")).check_variant(src, dst, info, atol)
 
 
 def _copy_plain(src: Path, dst: Path, info: dict) -> dict:

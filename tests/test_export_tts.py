@@ -70,7 +70,7 @@ def test_mcd_aligns_different_lengths_with_dtw():
 def art(request, tmp_path_factory, torch_one_thread):
     """A card's experiment dir, its plain export, int8 + fused variants and both runtimes."""
     from bench.export.tts import export_tts
-    from bench.optimize.calibration import calibration_feeds
+    from bench.families import get_family
     from bench.optimize.fusion import fuse
     from bench.optimize.quantize import quantize
     from bench.runtime.onnx_tts import OnnxText2Speech
@@ -87,7 +87,7 @@ def art(request, tmp_path_factory, torch_one_thread):
     t = time.perf_counter()
     meta = export_tts(exp, root / "onnx", card.decode)
     export_s = time.perf_counter() - t
-    feeds = calibration_feeds(card, root, meta)  # the dev sentences through the plain graphs
+    feeds = get_family("text2speech").calibration_feeds(card, root, meta)  # dev sentences, plain graphs
     int8_settings = {}
     for g in meta["graphs"]:
         (root / "int8").mkdir(exist_ok=True)

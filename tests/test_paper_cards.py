@@ -133,7 +133,7 @@ def _report(name, n, build_s, load_s, run_s, extra=""):
 def test_asr_and_slu_cards_load_in_speech2text(name, built, wave, torch_one_thread):
     from espnet2.bin.asr_inference import Speech2Text
 
-    from bench.zoo.build import resolved_config
+    from bench.zoo.exp_dir import resolved_config
 
     exp, build_s = built[name]
     assert (exp / "config.yaml").exists() and (exp / "model.pth").exists()
@@ -161,7 +161,7 @@ def test_asr_and_slu_cards_load_in_speech2text(name, built, wave, torch_one_thre
 def test_st_card_loads_in_st_speech2text(built, wave, torch_one_thread):
     from espnet2.bin.st_inference import Speech2Text
 
-    from bench.zoo.build import resolved_config
+    from bench.zoo.exp_dir import resolved_config
 
     name = "st-conformer-paper"
     exp, build_s = built[name]
@@ -191,7 +191,7 @@ def test_st_card_loads_in_st_speech2text(built, wave, torch_one_thread):
 def _text2speech(exp, decode):
     from espnet2.bin.tts_inference import Text2Speech
 
-    from bench.zoo.build import resolved_config
+    from bench.zoo.exp_dir import resolved_config
 
     kw = {k: decode[k] for k in ("speed_control_alpha", "noise_scale", "noise_scale_dur",
                                  "use_teacher_forcing", "seed") if k in decode}

@@ -29,7 +29,7 @@ def _ok_case(variant="onnx", card="asr-tiny", verdict="pass", reasons=()):
 
 def test_new_run_and_make_case_shape():
     doc = _doc()
-    assert doc["schema"] == "bench-results/1"
+    assert doc["schema"] == "bench-results/2"
     run = doc["run"]
     assert run["git_commit"] == "deadbeef" and run["machine"]["class"] == MACHINE["class"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", run["started"])
@@ -163,3 +163,49 @@ def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path):
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def _v1_file(tmp_path):
+    """A bench-results/1 document as the harness wrote them before schema 2: the re-measure
+    and too-noisy flags in the case's settings, one case without an identity."""
+    doc = _doc()
+    noisy, plain = _ok_case("onnx"), _ok_case("onnx-int8")
+    for c in (noisy, plain):
+        del c["remeasured"], c["too_noisy"]
+    del plain["identity"]
+    noisy["settings"] = {"threads": 2, "remeasured": {"first_ci95": [0.9, 2.9]},
+                         "too_noisy": "speedup interval [0.80, 3.10] is wider than 0.5 x ..."}
+    noisy["gate"] = {"verdict": "invalid", "reasons": [noisy["settings"]["too_noisy"]]}
+    doc["schema"] = "bench-results/1"
+    doc["cases"] = [noisy, plain]
+    p = tmp_path / "v1.json"
+    p.write_text(json.dumps(doc))
+    return p
+
+
+def test_an_older_schema_is_migrated_when_read(tmp_path):
+    doc = R.load_results(_v1_file(tmp_path))
+    assert doc["schema"] == R.SCHEMA == "bench-results/2"
+    noisy, plain = doc["cases"]
+    assert noisy["too_noisy"].startswith("speedup interval [0.80, 3.10]")
+    assert noisy["remeasured"] == {"first_ci95": [0.9, 2.9]}
+    assert noisy["settings"] == {"threads": 2}  # moved, not copied
+    assert plain["too_noisy"] is None and plain["remeasured"] is None and plain["identity"] is None
+    assert noisy["gate"]["verdict"] == "invalid"
+
+
+def test_the_report_reads_an_older_results_file(tmp_path):
+    from bench.report.inputs import load_inputs
+
+    runs, left = load_inputs([_v1_file(tmp_path)])
+    assert not left and len(runs) == 1 and runs[0].doc["cases"][0]["too_noisy"]
+
+
+def test_a_newer_schema_is_refused_with_what_this_harness_reads(tmp_path):
+    doc = _doc()
+    doc["schema"] = "bench-results/7"
+    p = tmp_path / "new.json"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(R.ResultsError, match=r"new.json: schema: .*bench-results/1, bench-results/2; "
+                                             r"a newer schema needs a newer harness"):
+        R.load_results(p)

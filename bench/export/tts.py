@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from bench.export.rewrites import linear_pad_masks, rewrite_for_export
-from bench.optimize.verify import VariantCheckError, check_session
+from bench.optimize.verify import VariantCheckError, check_session, compare_outputs
 
 EXPORTER_VERSION = "tts-2"  # 2: padding masks linear in the length (was quadratic)
 OPSET = 17
@@ -106,7 +106,7 @@ def expand_by_durations(h: torch.Tensor, dur: torch.Tensor, frames: torch.Tensor
 def _load_tts(exp_dir: Path):
     from espnet2.bin.tts_inference import Text2Speech
 
-    from bench.zoo.build import resolved_config
+    from bench.zoo.exp_dir import resolved_config
 
     with resolved_config(exp_dir) as cfg:
         return Text2Speech(train_config=cfg, model_file=exp_dir / "model.pth")
@@ -310,31 +310,6 @@ def vocoder_feed(mel: np.ndarray, tokens: int, frames_per_token: int = 6) -> dic
     return {"mel": np.ascontiguousarray(np.tile(mel, (1, reps, 1))[:, :frames])}
 
 
-def _compare(name: str, got: list, want: list, atol: float | None) -> tuple[float, int]:
-    """Max abs difference and the largest length difference (axis 1) of the outputs.
-
-    With atol None (int8) a different length is accepted: FastSpeech2's durations are a
-    rounding of a continuous prediction, so quantization may move a token by a frame; the
-    values are then compared only where the shapes agree (the durations output).
-    """
-    worst, frames = 0.0, 0
-    for g, w in zip(got, want):
-        if g.dtype.kind == "f" and not np.isfinite(g).all():
-            raise VariantCheckError(f"{name}: non-finite output")
-        if g.shape != w.shape:
-            same_rank_other_axes = g.ndim == w.ndim and all(
-                a == b for i, (a, b) in enumerate(zip(g.shape, w.shape)) if i != 1)
-            if atol is not None or not same_rank_other_axes:
-                raise VariantCheckError(f"{name}: output shape {g.shape} != plain {w.shape}")
-            frames = max(frames, abs(g.shape[1] - w.shape[1]))
-            continue
-        if g.size:
-            worst = max(worst, float(np.abs(g.astype(np.float64) - w).max()))
-    if atol is not None and worst > atol:
-        raise VariantCheckError(f"{name}: differs from the plain graph by {worst:.2e} > {atol:g}")
-    return worst, frames
-
-
 def check_tts_variant(plain_dir: Path, variant_dir: Path, meta: dict, atol: float | None) -> dict:
     """Run each graph of a derived variant against the plain export at CHECK_TOKENS lengths.
 
@@ -366,7 +341,8 @@ def check_tts_variant(plain_dir: Path, variant_dir: Path, meta: dict, atol: floa
                 raise VariantCheckError(f"{variant_dir / g}: fails on {n} tokens: "
                                         f"{str(e).strip().splitlines()[-1][:200]}") from e
             key = f"{g}_{n}tok"
-            diffs[key], moved = _compare(f"{variant_dir / g} ({n} tokens)", got, want, atol)
+            diffs[key], moved = compare_outputs(f"{variant_dir / g} ({n} tokens)", got, want, atol,
+                                                length_axis=1)
             if moved:
                 frames[key] = moved
     return {"max_abs_diff": {k: float(f"{v:.3g}") for k, v in diffs.items()},

@@ -1,7 +1,8 @@
 """Child process for peak-memory measurement: load one variant, run the timed subset once.
 
 Run as `python -m bench.measure.child SPEC.json`. It reports its idle RSS after the
-runtime libraries are imported and before the model is loaded, so the peak above idle is
+runtime libraries are imported (those the card's family names for the variant's runtime:
+bench.families) and before the model is loaded, so the peak above idle is
 the model plus the work of decoding. An ONNX variant's child never imports torch, and
 says so in its payload.
 """
@@ -10,19 +11,23 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 
 def main(spec_path: str) -> None:
-    spec = json.loads(open(spec_path).read())
-    if spec["runtime"] == "torch":
-        import espnet2.bin.asr_inference  # noqa: F401  (the libraries a PyTorch deployment holds)
-        import torch  # noqa: F401
-    else:
-        import onnxruntime  # noqa: F401
+    from importlib import import_module
 
-        import bench.runtime.onnx_asr  # noqa: F401
+    from bench.artifacts import artifact_info
+    from bench.families import get_family
+
+    spec = json.loads(open(spec_path).read())
+    info = artifact_info(Path(spec["artifact"]))
+    # the libraries a deployment of this runtime holds, for the card's family and ESPnet task
+    for module in get_family(info.get("family")).runtime_imports(spec["runtime"],
+                                                                 info.get("espnet_task", "asr")):
+        import_module(module)
     from bench.measure.memory import report_idle, report_payload
     from bench.runtime.load import load_recognizer
 

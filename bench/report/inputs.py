@@ -93,8 +93,7 @@ def load_inputs(paths: Iterable[str | Path]) -> tuple[list[ReportRun], list[Left
         except ResultsError as e:
             reason = str(e).removeprefix(f"{path}: ")  # the report puts the file beside it
             if "schema" in reason:
-                reason += " (written by another version of the harness; this one reads only " \
-                          "bench-results/1)"
+                reason += " (written by another version of the harness)"
             left.append(LeftOut(str(path), reason))
             continue
         run_id = doc["run"]["id"]

@@ -16,7 +16,7 @@ class TorchSpeech2Text:
                  espnet_task: str = "asr"):
         import torch
 
-        from bench.zoo.build import resolved_config
+        from bench.zoo.exp_dir import resolved_config
 
         torch.set_num_threads(threads)
         # ESPnet warns on every utterance that hits the fixed length cap the card asked for.

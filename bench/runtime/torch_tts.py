@@ -43,7 +43,7 @@ class TorchText2Speech:
         import torch
         from espnet2.bin.tts_inference import Text2Speech
 
-        from bench.zoo.build import resolved_config
+        from bench.zoo.exp_dir import resolved_config
 
         torch.set_num_threads(threads)
         exp_dir = Path(exp_dir)

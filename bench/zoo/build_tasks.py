@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from bench.zoo.cards import Card, CardError, card_file
+from bench.zoo.exp_dir import load_weights, namespace, parse_weights, resolved_config, write_stats
 from bench.zoo.tokens import write_tokens
 
 # ESPnet's task classes by the name its recipes use (asr.sh, st.sh, tts.sh --tts_task).
@@ -49,8 +50,6 @@ def build_task_exp_dir(card: Card, exp_dir: Path) -> Path:
     """Build a SLU, ST or TTS card's model with ESPnet and save it as an experiment directory."""
     import torch
 
-    from bench.zoo.build import _namespace, load_weights, parse_weights, resolved_config
-
     task = espnet_task(card)
     exp_dir.mkdir(parents=True, exist_ok=True)
     args = vars(task.get_parser().parse_args(["--output_dir", "unused"]))
@@ -72,7 +71,7 @@ def build_task_exp_dir(card: Card, exp_dir: Path) -> Path:
     seed = int(arg) if kind == "random" else 0
     with resolved_config(exp_dir) as cfg:
         torch.manual_seed(seed)
-        model = task.build_model(_namespace(cfg))
+        model = task.build_model(namespace(cfg))
     if kind == "file":
         load_weights(model, card_file(card, arg), card.path)
     _set_parameters(card, model)
@@ -108,8 +107,6 @@ def _write_stats(card: Card, exp_dir: Path, args: dict) -> dict:
         return write_tts_stats(card, exp_dir, args)
     if args.get("normalize") != "global_mvn":  # utterance_mvn or none: nothing to store
         return {}
-    from bench.zoo.build import write_stats
-
     write_stats(card, exp_dir)
     return {"normalize_conf": {"stats_file": "feats_stats.npz"}}
 

@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from bench.zoo.cards import Card, CardError
+from bench.zoo.exp_dir import load_weights
 from bench.zoo.tokens import shared_file
 
 # config field of the normaliser -> (its conf field, the extractor field, stats file name)
@@ -102,8 +103,6 @@ def _hifigan(cfg: dict):
 
 def load_vocoder(exp_dir: Path) -> "Vocoder":
     """The experiment's vocoder, ready to turn a mel spectrogram into a wave."""
-    from bench.zoo.build import load_weights
-
     vdir = Path(exp_dir) / "vocoder"
     if not (vdir / "config.yaml").exists():
         raise CardError(f"{vdir}: no vocoder in this experiment directory")

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from bench.atomic import build_once
 from bench.paths import corpora_dir
 from bench.zoo import grammar
 
@@ -166,17 +165,7 @@ def corpus_dir(kind: str, seed: int) -> Path:
 
 
 def ensure_corpus(kind: str, seed: int) -> Path:
-    """The corpus folder, generated if missing (deterministic: same seed, same bytes)."""
-    from bench.artifacts import file_lock
-
-    out = corpus_dir(kind, seed)
-    if (out / "corpus.json").exists():
-        return out
-    with file_lock(out.with_name(f".{out.name}.lock")):  # two jobs sharing a cache generate once
-        if not (out / "corpus.json").exists():
-            tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-            shutil.rmtree(tmp, ignore_errors=True)
-            generate(kind, tmp, seed=seed)
-            shutil.rmtree(out, ignore_errors=True)
-            os.rename(tmp, out)  # complete or absent: a killed run leaves only a .tmp folder
-    return out
+    """The corpus folder, generated if missing (deterministic: same seed, same bytes); two
+    jobs sharing a cache generate it once, and a killed run leaves nothing in its place."""
+    return build_once(corpus_dir(kind, seed), lambda tmp: generate(kind, tmp, seed=seed),
+                      lambda path: (path / "corpus.json").exists())

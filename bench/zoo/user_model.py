@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from bench.zoo.cards import Card, CardError
+from bench.zoo.exp_dir import asr_task, default_args, namespace, resolved_config
 
 TASK = "asr"  # the only task a user's model can be so far
 TIER = "user"
@@ -348,8 +349,6 @@ def build_user_exp(card: Card, exp_dir: Path) -> Path:
     """Write the user's model as an exp dir like a built-in card's (the build.py hook)."""
     import torch
 
-    from bench.zoo.build import _asr_task, _namespace, default_args, resolved_config
-
     loc = locate(Path(card.model["weights"][len(WEIGHTS_PREFIX):]))
     if loc.digest() != card.model.get("sha256"):
         raise CardError(f"{loc.source}: the model changed since this run read it; run again")
@@ -377,7 +376,7 @@ def build_user_exp(card: Card, exp_dir: Path) -> Path:
     if not isinstance(state, dict):
         raise CardError(f"{loc.checkpoint}: not a state dict ({type(state).__name__})")
     with resolved_config(exp_dir) as cfg:
-        model = _asr_task().build_model(_namespace(cfg))
+        model = asr_task().build_model(namespace(cfg))
     try:
         # ESPnet's own loader is non-strict too; missing weights, though, would benchmark
         # a partly random model, so those are an error

@@ -1,0 +1,79 @@
+"""Speech in, tokens out (ASR, SLU, ST): encoder + decoder step graphs, a beam search of ours."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from bench.families.base import Family
+
+# ESPnet's inference class for each ESPnet task (what bench.runtime.torch_asr runs)
+_TORCH_INFERENCE = {"asr": "espnet2.bin.asr_inference", "slu": "espnet2.bin.slu_inference",
+                    "st": "espnet2.bin.st_inference"}
+
+
+class SpeechToText(Family):
+    name = "speech2text"
+    audio_is_output = False
+
+    def exporter_version(self):
+        from bench.export.asr import EXPORTER_VERSION, OPSET
+
+        return EXPORTER_VERSION, OPSET
+
+    def export(self, card, exp_dir, onnx_dir, espnet_task):
+        from bench.export.asr import export_asr
+        from bench.zoo.build import load_model
+
+        meta = export_asr(load_model(exp_dir, espnet_task), onnx_dir)
+        cfg = yaml.safe_load((Path(exp_dir) / "config.yaml").read_text())
+        return meta, {**meta, "num_heads": cfg["encoder_conf"].get("attention_heads", 4)}
+
+    def check_variant(self, plain, derived, info, atol):
+        from bench.optimize.verify import check_variant
+
+        return check_variant(plain, derived, info, atol)
+
+    def load(self, artifact, decode, variant, device, threads, espnet_task, providers):
+        artifact = Path(artifact)
+        if variant.runtime == "torch":
+            from bench.runtime.torch_asr import TorchSpeech2Text
+
+            rec = TorchSpeech2Text(artifact / "exp", decode, threads=threads, device=device,
+                                   espnet_task=espnet_task)
+        else:
+            from bench.runtime.onnx_asr import OnnxSpeech2Text, load_export_meta
+
+            rec = OnnxSpeech2Text(artifact / "variants" / variant.name, artifact / "exp",
+                                  load_export_meta(artifact), decode, threads=threads,
+                                  providers=providers)
+        if decode.get("segment_seconds"):
+            from bench.runtime.long_form import LongForm
+
+            rec = LongForm(rec, _model_rate(artifact / "exp"), decode["segment_seconds"])
+        return rec
+
+    def runtime_imports(self, runtime, espnet_task):
+        if runtime == "torch":
+            return ("torch", _TORCH_INFERENCE.get(espnet_task, _TORCH_INFERENCE["asr"]),
+                    "bench.runtime.torch_asr")
+        return ("onnxruntime", "bench.runtime.onnx_asr")
+
+    def outputs_agreement(self, base, head, waves):
+        from bench.metrics.text import agreement_ter
+
+        return {"agreement_ter": agreement_ter(base.pop("tokens"), head.pop("tokens"))}
+
+    def utterance_row(self, item, output, reference_output):
+        return {"hypothesis": output.text, "tokens": output.tokens,
+                "agrees_with_pytorch": output.tokens == reference_output.tokens}
+
+
+def _model_rate(exp_dir: Path) -> int:
+    from bench.data.sets import SAMPLE_RATE, parse_rate
+
+    fs = ((yaml.safe_load((exp_dir / "config.yaml").read_text()) or {}).get("frontend_conf") or {}).get("fs")
+    return parse_rate(fs) if fs else SAMPLE_RATE
+
+
+FAMILY = SpeechToText()
