@@ -22,13 +22,12 @@ import numpy as np
 
 from bench.artifacts import artifact_info, ensure_artifact
 from bench.data.sets import load_eval_set, stratified_subset
-from bench.families import family_of
+from bench.families import get_family
 from bench.identity import case_identity, data_identity
 from bench.measure.inject import injected_fractions
 from bench.measure.memory import measure_peak_rss
 from bench.measure.stats import percentiles_ms
-from bench.measure.timing import (DEFAULT_MAX_SECONDS, DEFAULT_TARGET_REL_WIDTH, interleaved_pairs,
-                                  time_single)
+from bench.measure.timing import SUITE_RULE, interleaved_pairs, time_single
 from bench.results import make_case, set_error, set_skipped
 from bench.runtime.load import PROVIDERS, load_recognizer, model_size_mb
 from bench.tasks import get_task
@@ -131,7 +130,7 @@ def run_case(session: BenchSession, card: Card, variant: str, device: str) -> di
 def _measure(session: BenchSession, card: Card, variant: str, device: str, case: dict) -> None:
     v = get_variant(variant)
     task = get_task(card.task)
-    family = family_of(card.task)
+    family = get_family(task.family)
     utts = session.eval_set(card)
     artifact = session.artifact(card)
     info = artifact_info(artifact)
@@ -182,14 +181,13 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     subset = stratified_subset(utts, int(card.timing.get("subset", 3)))
     inputs = [u.input for u in subset]
     # the sequential rule and its cap (bench/measure/timing.py); --fast keeps 2 fixed rounds
-    rounds = dict(min_rounds=2 if session.fast else int(card.timing.get("min_rounds", 3)),
-                  min_seconds=0.0 if session.fast else float(card.timing.get("min_seconds", 10)),
-                  max_rounds=int(card.timing.get("max_rounds", 50)),
-                  target_rel_width=None if session.fast else
-                  float(card.timing.get("target_rel_width", DEFAULT_TARGET_REL_WIDTH)),
-                  max_seconds=None if session.fast else
-                  float(card.timing.get("max_seconds", DEFAULT_MAX_SECONDS)),
-                  warmup=1)
+    rule = {k: card.timing.get(k, v) for k, v in SUITE_RULE.items() if k != "warmup"}
+    rounds = dict(min_rounds=2 if session.fast else int(rule["min_rounds"]),
+                  min_seconds=0.0 if session.fast else float(rule["min_seconds"]),
+                  max_rounds=int(rule["max_rounds"]),
+                  target_rel_width=None if session.fast else float(rule["target_rel_width"]),
+                  max_seconds=None if session.fast else float(rule["max_seconds"]),
+                  warmup=SUITE_RULE["warmup"])
     audio_of = dict(zip((u.id for u in utts), item_audio))
     sub_audio = sum(audio_of[u.id] for u in subset)
     if variant == REFERENCE:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from bench.families import get_family
+
 GRAPHS = ("encoder.onnx", "decoder.onnx")  # speech-to-text exports; others name theirs in info
 DERIVE_VERSION = 5  # bump when a derivation changes, so cached artifacts are rebuilt
 # 3: onnx-fused runs the key/value-cached decoder step; onnx-int8 quantizes onnx-fused; onnx-fp16
@@ -38,8 +40,6 @@ def _graphs_in(src: Path) -> dict[str, str]:
 
 def check_variant(src: Path, dst: Path, info: dict, atol: float | None) -> dict:
     """Run the derived graphs against the plain export with the check of the card's family."""
-    from bench.families import get_family
-
     return get_family(info.get("family")).check_variant(src, dst, info, atol)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from importlib import import_module
 
 from bench.families.base import Family
+from bench.tasks import get_task
 
 # name -> module defining FAMILY; imported when first asked for (each pulls in its exporter)
 FAMILIES = {
@@ -30,6 +31,4 @@ def get_family(name: str | None) -> Family:
 
 def family_of(task: str) -> Family:
     """The family of a task name (bench.tasks.TASKS says which)."""
-    from bench.tasks import get_task
-
     return get_family(get_task(task).family)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.baseline import DEFAULT_TOLERANCES, compare_case
-from bench.measure.timing import DEFAULT_MAX_SECONDS, DEFAULT_TARGET_REL_WIDTH, interleaved_pairs
+from bench.measure.timing import SUITE_RULE, interleaved_pairs
 
 
 def spin(n: int) -> int:
@@ -38,8 +38,10 @@ class SimulatedHost:
     sigma ``drift``, correlation ``drift_corr`` from one call to the next: neighbours share
     it, as a reference call and its variant do in one pair), each call has its own jitter
     (sigma ``jitter``), and with probability ``spike_p`` a call takes ``spike`` times longer
-    (another process took the core). Defaults: rounded up from ``bench selftest --noise`` on
-    cpu-x86_64-avx512vnni-2c (drift 0.13-0.18, correlation 0.85, jitter 0.04, spikes 0.01).
+    (another process took the core). Defaults, beside what ``bench selftest --noise`` printed
+    on cpu-x86_64-avx512vnni-2c in two runs: drift 0.18 (measured 0.12-0.18), correlation 0.85
+    (0.79-0.85), jitter 0.05 (0.035-0.04), spikes 0.02 x 1.8 (its crude count, steps of the
+    log time over 0.3, gave 0.04).
     """
 
     def __init__(self, seed: int = 0, drift: float = 0.18, drift_corr: float = 0.85,
@@ -89,10 +91,8 @@ def calibrate(target_s: float = 0.002) -> int:
     return max(1000, int(n * target_s / (time.perf_counter() - t)))
 
 
-# The suites' stopping rule (bench/cases.py with a card's defaults). On the real clock the
-# 2 ms items would need thousands of rounds to fill min_seconds, so there it is dropped.
-SUITE_RULE = dict(min_rounds=3, min_seconds=10.0, max_rounds=50, warmup=1,
-                  target_rel_width=DEFAULT_TARGET_REL_WIDTH, max_seconds=DEFAULT_MAX_SECONDS)
+# On the real clock the 2 ms items would need thousands of rounds to fill the suites'
+# min_seconds, so there it is dropped.
 REAL_CLOCK_RULE = dict(SUITE_RULE, min_seconds=0.0, max_seconds=None)
 
 
