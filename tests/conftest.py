@@ -1,4 +1,6 @@
 """Fixtures shared by the tests of the harness."""
+import os
+
 import pytest
 
 
@@ -18,3 +20,16 @@ def shared_cache(tmp_path_factory):
     """One artifact cache for the tests that only read artifacts (each export of the smoke
     card runs fusion four times: build it once per session, not once per test)."""
     return tmp_path_factory.mktemp("shared-artifacts")
+
+
+@pytest.fixture(scope="module")
+def in_shared_cache(shared_cache):
+    """BENCH_CACHE set to the shared cache for one module's in-process builds, restored after.
+    Only for tests that read artifacts: one that damages a file builds its own card."""
+    old = os.environ.get("BENCH_CACHE")
+    os.environ["BENCH_CACHE"] = str(shared_cache)
+    yield shared_cache
+    if old is None:
+        del os.environ["BENCH_CACHE"]
+    else:
+        os.environ["BENCH_CACHE"] = old

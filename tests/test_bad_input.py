@@ -77,7 +77,7 @@ def test_bad_checkpoint(session, tmp_path, fault):
     assert str(ckpt) in case["error"]
     assert ("not found" if fault == "missing" else "corrupt") in case["error"]
     # the run goes on: a good case in the same session still measures
-    assert run(session, card_variant(tmp_path, "good-after"))["status"] == "ok"
+    assert run(session, card_variant(tmp_path, "good-card"))["status"] == "ok"
 
 
 AUDIO_FAULTS = {"missing": "not found", "corrupt": "cannot decode", "empty": "empty",
@@ -171,7 +171,7 @@ def test_audio_too_short_for_subsampling(session, tmp_path):
     from bench.artifacts import ensure_artifact
     from bench.runtime.load import load_recognizer
 
-    card = card_variant(tmp_path, "short")
+    card = card_variant(tmp_path, "good-card")
     rec = load_recognizer(ensure_artifact(card), card.decode, "onnx", "cpu", threads=1)
     with pytest.raises(ValueError, match="too short for the encoder's subsampling"):
         rec(np.zeros(500, dtype=np.float32))

@@ -4,11 +4,11 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_breakdown_names_each_graph_and_adds_up(tmp_path, monkeypatch):
+def test_breakdown_names_each_graph_and_adds_up(shared_cache, monkeypatch):
     from bench.measure.breakdown import breakdown, format_breakdown
     from bench.runtime import beam_search
 
-    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    monkeypatch.setenv("BENCH_CACHE", str(shared_cache))
     original = beam_search._CTCPrefixScorer.score
     topk = beam_search._topk_rows_set
     b = breakdown("asr-conformer-smoke", "onnx-fused", threads=1, rounds=1)

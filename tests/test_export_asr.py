@@ -26,16 +26,10 @@ def waves():
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, waves):
-    import os
-
+def artifacts(in_shared_cache, waves):
     from bench.artifacts import ensure_artifact
 
-    os.environ["BENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    try:
-        return {name: ensure_artifact(load_card(name)) for name in CARDS}
-    finally:
-        del os.environ["BENCH_CACHE"]
+    return {name: ensure_artifact(load_card(name)) for name in CARDS}
 
 
 @pytest.mark.slow

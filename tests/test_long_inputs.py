@@ -17,7 +17,7 @@ import pytest
 from bench.paths import reports_dir
 from bench.variants import VARIANTS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("in_shared_cache")]
 
 MINUTES = (1, 2, 5)
 CPU_VARIANTS = [v for v in VARIANTS if "cpu" in VARIANTS[v].devices]

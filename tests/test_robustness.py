@@ -157,8 +157,8 @@ VARIANTS = "pytorch,onnx,onnx-fused,onnx-int8"
 
 
 @pytest.fixture(scope="module")
-def smoke_cache(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
+def smoke_cache(shared_cache):
+    cache = shared_cache
     subprocess.run([sys.executable, "-m", "bench", "export", SMOKE], check=True, capture_output=True,
                    env=dict(os.environ, BENCH_CACHE=str(cache)), timeout=600)
     return cache

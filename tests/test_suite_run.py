@@ -14,12 +14,12 @@ import pytest
 from bench.identity import baseline_key
 from bench.results import load_results
 
-pytestmark = pytest.mark.slow
+# the smoke card is exported once per test session, into the shared cache
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("in_shared_cache")]
 
 
 def bench_run(tmp_path, *extra, pytest_args=()):
-    env = dict(os.environ, BENCH_CACHE=str(tmp_path / "cache"),
-               BENCH_BASELINES=str(tmp_path / "baselines"))
+    env = dict(os.environ, BENCH_BASELINES=str(tmp_path / "baselines"))
     cmd = [sys.executable, "-m", "bench", "run", "--fast", "--card", "asr-conformer-smoke",
            "--variant", "pytorch,onnx", "--threads", "1", "--out", str(tmp_path / "reports"), *extra,
            "--", *pytest_args]
@@ -85,8 +85,7 @@ def test_aa_two_runs_of_the_same_commit_pass(tmp_path):
     """A/A on the real smoke card: the second run, gated against baselines written by the
     first (full rounds, not --fast), passes."""
     def run(*extra):
-        env = dict(os.environ, BENCH_CACHE=str(tmp_path / "cache"),
-                   BENCH_BASELINES=str(tmp_path / "baselines"))
+        env = dict(os.environ, BENCH_BASELINES=str(tmp_path / "baselines"))
         cmd = [sys.executable, "-m", "bench", "run", "--card", "asr-conformer-smoke",
                "--variant", "pytorch,onnx", "--threads", "1", "--out", str(tmp_path / "reports"),
                *extra]
@@ -111,7 +110,7 @@ def test_aa_two_runs_of_the_same_commit_pass(tmp_path):
     texts = [line.split(maxsplit=1) for line in (libri / "text").read_text().splitlines() if line.strip()]
     (data / "text").write_text("".join(f"{u} {t}\n" for u, t in texts))
     (data / "wav.scp").write_text("".join(f"{u} {libri / (u + '.flac')}\n" for u, _ in texts))
-    third = run("--data", str(data), "--update-baselines")
+    third = run("--data", str(data), "--update-baselines", "--fast")  # verdicts, not figures
     doc = load_results(tmp_path / "reports" / "results.json")
     assert third.returncode == 0, third.stdout[-3000:]
     assert {c["variant"]: c["gate"]["verdict"] for c in doc["cases"]} == {"pytorch": "new", "onnx": "new"}

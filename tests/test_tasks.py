@@ -41,16 +41,10 @@ def test_st_bleu_keeps_its_signature():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    import os
-
+def trained(in_shared_cache):
     from bench.artifacts import ensure_artifact
 
-    os.environ["BENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    try:
-        return {name: ensure_artifact(load_card(name)) for name in ("st-conformer-tiny", "slu-conformer-tiny")}
-    finally:
-        del os.environ["BENCH_CACHE"]
+    return {name: ensure_artifact(load_card(name)) for name in ("st-conformer-tiny", "slu-conformer-tiny")}
 
 
 @pytest.mark.slow

@@ -26,14 +26,8 @@ LIBRI = "real-speech/librispeech"
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    old = os.environ.get("BENCH_CACHE")
-    os.environ["BENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield Path(os.environ["BENCH_CACHE"])
-    if old is None:
-        del os.environ["BENCH_CACHE"]
-    else:
-        os.environ["BENCH_CACHE"] = old
+def cache(in_shared_cache):
+    return in_shared_cache
 
 
 @pytest.fixture(scope="module")
