@@ -2,43 +2,29 @@
 
 Quality runs over the whole evaluation set; speed over a length-stratified subset in
 rounds that interleave the PyTorch reference and the variant; peak memory in a fresh
-child process. The timed region is the whole job: waveform in -> text out (feature
+child process: one tracker each (bench.trackers), composed here. The timed region is the whole job: waveform in -> text out (feature
 extraction, encoder, beam search, token conversion) for ASR, SLU and ST; phonemes in ->
 waveform out for TTS, whose RTF is over the audio it outputs. Task differences (scoring,
 what the input is) live in bench.tasks.
 """
 from __future__ import annotations
 
-import json
 import os
-import sys
-import tempfile
-import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from bench.artifacts import artifact_info, ensure_artifact
 from bench.data.sets import load_eval_set, stratified_subset
 from bench.families import get_family
 from bench.identity import case_identity, data_identity
 from bench.measure.inject import injected_fractions
-from bench.measure.memory import measure_peak_rss
-from bench.measure.stats import percentiles_ms
-from bench.measure.timing import SUITE_RULE, interleaved_pairs, time_single
 from bench.results import make_case, set_error, set_skipped
-from bench.runtime.load import PROVIDERS, load_recognizer, model_size_mb
+from bench.runtime.load import PROVIDERS, load_recognizer
 from bench.tasks import get_task
+from bench.trackers import decode_all, rounds_rule, track_load, track_memory, track_quality, track_speed
 from bench.variants import REFERENCE, device_reason, get_variant
 from bench.zoo.cards import Card
-
-
-@dataclass
-class Decoded:
-    outputs: list  # Recognition (tokens, text) or Synthesis (wave, sample_rate), one per item
-    seconds: list[float]
 
 
 @dataclass
@@ -77,23 +63,6 @@ class BenchSession:
         return self._refs[key]
 
 
-class ItemError(RuntimeError):
-    """An input the model cannot take (too short, empty, unknown symbol); names the item."""
-
-
-def decode_all(rec, utts: list) -> Decoded:
-    out = Decoded([], [])
-    for u in utts:
-        t = time.perf_counter()
-        try:
-            r = rec(u.input)
-        except Exception as e:  # ESPnet's and our own errors say what; add which input
-            raise ItemError(f"item {u.id} ({u.source}): {type(e).__name__}: {e}") from e
-        out.seconds.append(time.perf_counter() - t)
-        out.outputs.append(r)
-    return out
-
-
 def device_available(device: str) -> str | None:
     """None if the device can run here, else the reason it cannot."""
     if device == "cpu":
@@ -128,13 +97,42 @@ def run_case(session: BenchSession, card: Card, variant: str, device: str) -> di
 
 
 def _measure(session: BenchSession, card: Card, variant: str, device: str, case: dict) -> None:
-    v = get_variant(variant)
+    """The trackers in order, each recorded as soon as it is measured (a later failure keeps
+    what the earlier ones found in the case)."""
     task = get_task(card.task)
     family = get_family(task.family)
-    utts = session.eval_set(card)
-    artifact = session.artifact(card)
+    utts, artifact = session.eval_set(card), session.artifact(card)
+    _describe(session, card, variant, artifact, case)
+    ref_rec, ref_out = session.reference(card, device)
+
+    rec, load = track_load(artifact, card, variant, device, session.threads, utts[0].input)
+    quality = track_quality(rec, variant, card, task, family, utts, ref_out)
+    quality.record(case)
+    load.record(case)
+
+    subset = stratified_subset(utts, int(card.timing.get("subset", 3)))
+    audio_of = dict(zip((u.id for u in utts), quality.item_audio_s))
+    speed = track_speed(ref_rec, rec, variant, subset, sum(audio_of[u.id] for u in subset),
+                        rounds_rule(card.timing, session.fast))
+    speed.record(case)
+
+    memory = track_memory(artifact, card, variant, device, session.threads, [u.input for u in subset])
+    memory.record(case)
+    if get_variant(variant).runtime == "onnx" and memory.torch_imported:
+        raise RuntimeError("the ONNX variant's memory child imported torch")
+
+    out = quality.decoded
+    for u, o, secs, ro, audio in zip(utts, out.outputs, out.seconds, ref_out.outputs, quality.item_audio_s):
+        row = {"task": card.task, "card": card.name, "variant": variant, "device": device,
+               "id": u.id, "duration": round(audio, 3), "seconds": secs, "reference": u.text}
+        row.update(family.utterance_row(u, o, ro))
+        session.utterances.append(row)
+
+
+def _describe(session: BenchSession, card: Card, variant: str, artifact: Path, case: dict) -> None:
+    """What the case runs: the artifact, exporter, variant settings, identity, any injection."""
     info = artifact_info(artifact)
-    if v.runtime == "onnx":
+    if get_variant(variant).runtime == "onnx":
         from bench.runtime.onnx_asr import session_settings
 
         case["settings"]["ort_session"] = session_settings(session.threads)
@@ -148,124 +146,3 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     injected = injected_fractions().get(variant)
     if injected:
         case["settings"]["injected_slowdown"] = injected
-    ref_rec, ref_out = session.reference(card, device)
-
-    # load and first call, then the quality pass over the whole set
-    t = time.perf_counter()
-    rec = load_recognizer(artifact, card.decode, variant, device, session.threads)
-    load_s = time.perf_counter() - t
-    t = time.perf_counter()
-    rec(utts[0].input)
-    first_s = time.perf_counter() - t
-    out = ref_out if variant == REFERENCE else decode_all(rec, utts)
-
-    m = case["metrics"]
-    case["n_utterances"] = len(utts)
-    # audio in for speech input, audio out for TTS (its RTF is over the output)
-    item_audio = [o.seconds for o in out.outputs] if family.audio_is_output else [u.seconds for u in utts]
-    case["audio_seconds"] = round(sum(item_audio), 3)
-    refs = [u.text for u in utts]
-    if card.random_weights:
-        # a random model's output is noise: its WER or BLEU would be a number without meaning
-        refs = [None] * len(utts)
-        case["settings"]["references"] = ("not scored: random weights; agreement with PyTorch "
-                                          "is the quality figure")
-    metrics, notes = task.score(refs, out.outputs, ref_out.outputs)
-    m.update(metrics)
-    case["settings"].update(notes)
-    m["load_ms"] = load_s * 1000
-    m["first_call_ms"] = first_s * 1000
-    m["model_mb"] = model_size_mb(artifact, variant)
-
-    # speed: interleaved with the reference on a length-stratified subset
-    subset = stratified_subset(utts, int(card.timing.get("subset", 3)))
-    inputs = [u.input for u in subset]
-    # the sequential rule and its cap (bench/measure/timing.py); --fast keeps 2 fixed rounds
-    rule = {k: card.timing.get(k, v) for k, v in SUITE_RULE.items() if k != "warmup"}
-    rounds = dict(min_rounds=2 if session.fast else int(rule["min_rounds"]),
-                  min_seconds=0.0 if session.fast else float(rule["min_seconds"]),
-                  max_rounds=int(rule["max_rounds"]),
-                  target_rel_width=None if session.fast else float(rule["target_rel_width"]),
-                  max_seconds=None if session.fast else float(rule["max_seconds"]),
-                  warmup=SUITE_RULE["warmup"])
-    audio_of = dict(zip((u.id for u in utts), item_audio))
-    sub_audio = sum(audio_of[u.id] for u in subset)
-    if variant == REFERENCE:
-        st = tm = time_single(rec, inputs, **rounds)
-        per_item, total, n_rounds = st.item_flat(), st.total_s(), st.n_rounds
-        round_s = st.round_s
-    else:
-        pt = tm = interleaved_pairs(ref_rec, rec, inputs, **rounds)
-        if _too_noisy(pt):  # measure once more before calling the case undecidable
-            case["remeasured"] = {"first_ci95": list(pt.speedup_ci95())}
-            pt = tm = interleaved_pairs(ref_rec, rec, inputs, **rounds)
-            if _too_noisy(pt):
-                lo, hi = pt.speedup_ci95()
-                case["too_noisy"] = (
-                    f"speedup interval [{lo:.2f}, {hi:.2f}] is wider than {MAX_CI_REL_WIDTH:g} x "
-                    f"the speedup {pt.speedup():.2f}, twice")
-        per_item, total, n_rounds = pt.var_item_flat(), pt.var_total_s(), pt.n_rounds
-        round_s = list(pt.var_s)
-        m["speedup"] = pt.speedup()
-        m["speedup_ci95"] = list(pt.speedup_ci95())
-        case["settings"]["speedup_ratios"] = [round(r, 4) for r in pt.ratios()]
-    m["rtf"] = total / (n_rounds * sub_audio)
-    m["rtfx"] = 1.0 / m["rtf"]
-    m["latency_ms"] = percentiles_ms(per_item)
-    case["settings"]["timing"] = {"rounds": n_rounds, "subset": [u.id for u in subset],
-                                  "subset_audio_s": round(sub_audio, 3), "round_s": round_s,
-                                  # why the rounds ended, under which rule (timing.py)
-                                  "stopped": tm.stopped, "floor": tm.floor,
-                                  "min_seconds": rounds["min_seconds"],
-                                  "max_rounds": rounds["max_rounds"],
-                                  "target_rel_width": rounds["target_rel_width"],
-                                  "max_seconds": rounds["max_seconds"],
-                                  "rel_width": (round(tm.rel_width(), 4)
-                                                if np.isfinite(tm.rel_width()) else None),
-                                  "timing_s": round(tm.elapsed_s, 3),
-                                  "warmup_s": round(tm.warmup_s, 3)}
-
-    # peak memory in a fresh process
-    mem = measure_child_memory(artifact, card, variant, device, session.threads, inputs)
-    m["peak_rss_mb"] = mem.peak_rss_mb
-    case["settings"]["memory"] = {"hwm_mb": mem.hwm_mb, "idle_mb": mem.idle_mb,
-                                  "child_torch_imported": mem.payload.get("torch_imported")}
-    if device == "cuda":  # this process's own GPU memory (NVML), beside torch's counters
-        m["peak_gpu_mb"] = mem.peak_gpu_mb
-        case["settings"]["memory"].update({"gpu_source": "NVML per-process used memory, sampled",
-                                           "gpu_note": mem.gpu_note,
-                                           "torch_cuda": mem.payload.get("torch_cuda")})
-    if v.runtime == "onnx" and mem.payload.get("torch_imported"):
-        raise RuntimeError("the ONNX variant's memory child imported torch")
-
-    for u, o, secs, ro, audio in zip(utts, out.outputs, out.seconds, ref_out.outputs, item_audio):
-        row = {"task": card.task, "card": card.name, "variant": variant, "device": device,
-               "id": u.id, "duration": round(audio, 3), "seconds": secs, "reference": u.text}
-        row.update(family.utterance_row(u, o, ro))
-        session.utterances.append(row)
-
-
-MAX_CI_REL_WIDTH = 0.5  # wider than this, an interval cannot tell a regression from noise
-
-
-def _too_noisy(pt) -> bool:
-    lo, hi = pt.speedup_ci95()
-    return (hi - lo) > MAX_CI_REL_WIDTH * pt.speedup()
-
-
-def measure_child_memory(artifact, card, variant, device, threads, inputs):
-    with tempfile.TemporaryDirectory() as tmp:
-        if inputs and isinstance(inputs[0], str):  # TTS: phoneme strings
-            path = Path(tmp) / "inputs.json"
-            path.write_text(json.dumps(inputs))
-        else:
-            path = Path(tmp) / "inputs.npz"
-            np.savez(path, **{f"u{i:03d}": w for i, w in enumerate(inputs)})
-        spec = {"artifact": str(artifact), "decode": card.decode, "variant": variant,
-                "device": device, "threads": threads, "inputs": str(path),
-                "runtime": get_variant(variant).runtime}
-        (Path(tmp) / "spec.json").write_text(json.dumps(spec))
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
-        return measure_peak_rss([sys.executable, "-m", "bench.measure.child",
-                                 str(Path(tmp) / "spec.json")], env=env, timeout=1800,
-                                gpu=device == "cuda")

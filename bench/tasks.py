@@ -30,7 +30,7 @@ def _tokens(outs):
 
 
 def _has_references(refs) -> bool:
-    # None: no text file, or random weights (bench.cases): nothing to score against
+    # None: no text file, or random weights (bench.trackers): nothing to score against
     return bool(refs) and all(r is not None for r in refs)
 
 

@@ -176,7 +176,7 @@ def test_audio_too_short_for_subsampling(session, tmp_path):
     with pytest.raises(ValueError, match="too short for the encoder's subsampling"):
         rec(np.zeros(500, dtype=np.float32))
     # in a run, the message also names the utterance and its file (the case becomes an error)
-    from bench.cases import ItemError, decode_all
+    from bench.trackers import ItemError, decode_all
     from bench.data.sets import EvalUtterance
 
     with pytest.raises(ItemError, match=r"item u-short \(/data/short.wav\): ValueError: audio of "

@@ -26,7 +26,7 @@ MEASURED: list[dict] = []
 
 
 def _measure(art, card, variant, item):
-    from bench.cases import measure_child_memory
+    from bench.trackers import measure_child_memory
 
     r = measure_child_memory(art, card, variant, "cpu", 1, [item])
     return r.peak_rss_mb, r.payload["output_sizes"][0], r.wall_s

@@ -51,7 +51,7 @@ def trained(in_shared_cache):
 @pytest.mark.parametrize("name", ["st-conformer-tiny", "slu-conformer-tiny"])
 @pytest.mark.parametrize("variant", ["onnx", "onnx-fused"])
 def test_trained_card_onnx_tokens_equal_pytorch(name, variant, trained, torch_one_thread):
-    from bench.cases import decode_all
+    from bench.trackers import decode_all
     from bench.data.sets import load_eval_set
     from bench.runtime.load import load_recognizer
 

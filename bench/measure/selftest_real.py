@@ -89,7 +89,7 @@ def _degraded_artifact(artifact: Path, tmp: Path, name: str, settings: dict) -> 
 def quality_detection(card_name: str = "asr-conformer-tiny", threads: int = 2) -> list[dict]:
     from bench.artifacts import ensure_artifact
     from bench.baseline import DEFAULT_TOLERANCES, compare_case
-    from bench.cases import decode_all
+    from bench.trackers import decode_all
     from bench.data.sets import load_eval_set
     from bench.runtime.load import load_recognizer
     from bench.tasks import get_task

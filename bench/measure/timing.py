@@ -52,7 +52,7 @@ Clock = Callable[[], float]
 
 DEFAULT_TARGET_REL_WIDTH = 0.10  # what the suites pass: interval narrower than 10 % of the median
 DEFAULT_MAX_SECONDS = 60.0  # what the suites pass: seconds of timing per measurement, warm-up included
-# The rule the suites time under unless a card's `timing` says otherwise (bench/cases.py)
+# The rule the suites time under unless a card's `timing` says otherwise (bench/trackers.py)
 SUITE_RULE = dict(min_rounds=3, min_seconds=10.0, max_rounds=50, warmup=1,
                   target_rel_width=DEFAULT_TARGET_REL_WIDTH, max_seconds=DEFAULT_MAX_SECONDS)
 LONG_FIRST_ROUND = 1.0 / 3.0  # a first round longer than this x max_seconds lowers the floor to 2

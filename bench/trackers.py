@@ -1,0 +1,223 @@
+"""What one case measures, one tracker each; bench.cases composes them into a case.
+
+- load: loading the variant, its first call, the model's size on disk;
+- quality: every item decoded and scored, against the references and the PyTorch outputs;
+- speed: rounds on a length-stratified subset, interleaved with the PyTorch reference,
+  stopped by bench.measure.timing's rule, measured once more if too noisy to decide;
+- memory: peak RSS above the idle process (and GPU memory on CUDA) in a fresh child process.
+
+Each tracker returns a dataclass whose ``record(case)`` writes its fields into the case
+record (schema: bench.results), so what a tracker measures and where it lands in
+results.json are read in one place.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.measure.memory import measure_peak_rss
+from bench.measure.stats import percentiles_ms
+from bench.measure.timing import SUITE_RULE, interleaved_pairs, time_single
+from bench.runtime.load import load_recognizer, model_size_mb
+from bench.variants import REFERENCE, get_variant
+
+MAX_CI_REL_WIDTH = 0.5  # wider than this, an interval cannot tell a regression from noise
+
+
+@dataclass
+class Decoded:
+    outputs: list  # Recognition (tokens, text) or Synthesis (wave, sample_rate), one per item
+    seconds: list[float]
+
+
+class ItemError(RuntimeError):
+    """An input the model cannot take (too short, empty, unknown symbol); names the item."""
+
+
+def decode_all(rec, utts: list) -> Decoded:
+    out = Decoded([], [])
+    for u in utts:
+        t = time.perf_counter()
+        try:
+            r = rec(u.input)
+        except Exception as e:  # ESPnet's and our own errors say what; add which input
+            raise ItemError(f"item {u.id} ({u.source}): {type(e).__name__}: {e}") from e
+        out.seconds.append(time.perf_counter() - t)
+        out.outputs.append(r)
+    return out
+
+
+# ------------------------------------------------------------------------------- load
+
+@dataclass
+class Load:
+    load_s: float
+    first_call_s: float
+    model_mb: float
+
+    def record(self, case: dict) -> None:
+        case["metrics"].update(load_ms=self.load_s * 1000, first_call_ms=self.first_call_s * 1000,
+                               model_mb=self.model_mb)
+
+
+def track_load(artifact: Path, card, variant: str, device: str, threads: int, first_input):
+    """(the loaded recognizer, Load)."""
+    t = time.perf_counter()
+    rec = load_recognizer(artifact, card.decode, variant, device, threads)
+    load_s = time.perf_counter() - t
+    t = time.perf_counter()
+    rec(first_input)
+    return rec, Load(load_s, time.perf_counter() - t, model_size_mb(artifact, variant))
+
+
+# ---------------------------------------------------------------------------- quality
+
+@dataclass
+class Quality:
+    decoded: Decoded
+    item_audio_s: list[float]  # audio in (speech input) or out (TTS), per item
+    metrics: dict[str, Any]
+    notes: dict[str, Any]
+
+    def record(self, case: dict) -> None:
+        case["n_utterances"] = len(self.item_audio_s)
+        case["audio_seconds"] = round(sum(self.item_audio_s), 3)
+        case["metrics"].update(self.metrics)
+        case["settings"].update(self.notes)
+
+
+def track_quality(rec, variant: str, card, task, family, utts: list, ref_out: Decoded) -> Quality:
+    out = ref_out if variant == REFERENCE else decode_all(rec, utts)
+    # audio in for speech input, audio out for TTS (its RTF is over the output)
+    audio = [o.seconds for o in out.outputs] if family.audio_is_output else [u.seconds for u in utts]
+    refs, notes = [u.text for u in utts], {}
+    if card.random_weights:
+        # a random model's output is noise: its WER or BLEU would be a number without meaning
+        refs = [None] * len(utts)
+        notes["references"] = "not scored: random weights; agreement with PyTorch is the quality figure"
+    metrics, score_notes = task.score(refs, out.outputs, ref_out.outputs)
+    return Quality(out, audio, metrics, {**notes, **score_notes})
+
+
+# ------------------------------------------------------------------------------ speed
+
+@dataclass
+class Speed:
+    metrics: dict[str, Any]  # speedup and its interval (not for the reference), rtf, rtfx, latency
+    timing: dict[str, Any]  # the rounds and why they stopped: settings.timing
+    speedup_ratios: list[float] | None
+    remeasured: dict | None  # the first interval, when it was too wide and timing ran again
+    too_noisy: str | None  # still too wide: why the gate cannot decide
+
+    def record(self, case: dict) -> None:
+        case["metrics"].update(self.metrics)
+        if self.speedup_ratios is not None:
+            case["settings"]["speedup_ratios"] = self.speedup_ratios
+        case["settings"]["timing"] = self.timing
+        case["remeasured"], case["too_noisy"] = self.remeasured, self.too_noisy
+
+
+def rounds_rule(card_timing: dict, fast: bool) -> dict:
+    """The suites' stopping rule (timing.SUITE_RULE) as the card overrides it; --fast: 2 fixed rounds."""
+    rule = {k: card_timing.get(k, v) for k, v in SUITE_RULE.items() if k != "warmup"}
+    return dict(min_rounds=2 if fast else int(rule["min_rounds"]),
+                min_seconds=0.0 if fast else float(rule["min_seconds"]),
+                max_rounds=int(rule["max_rounds"]),
+                target_rel_width=None if fast else float(rule["target_rel_width"]),
+                max_seconds=None if fast else float(rule["max_seconds"]),
+                warmup=SUITE_RULE["warmup"])
+
+
+def _too_wide(pt) -> bool:
+    lo, hi = pt.speedup_ci95()
+    return (hi - lo) > MAX_CI_REL_WIDTH * pt.speedup()
+
+
+def track_speed(ref_rec, rec, variant: str, subset: list, subset_audio_s: float, rounds: dict) -> Speed:
+    inputs = [u.input for u in subset]
+    metrics: dict[str, Any] = {}
+    ratios = remeasured = too_noisy = None
+    if variant == REFERENCE:
+        tm = time_single(rec, inputs, **rounds)
+        per_item, total, round_s = tm.item_flat(), tm.total_s(), tm.round_s
+    else:
+        tm = interleaved_pairs(ref_rec, rec, inputs, **rounds)
+        if _too_wide(tm):  # measure once more before calling the case undecidable
+            remeasured = {"first_ci95": list(tm.speedup_ci95())}
+            tm = interleaved_pairs(ref_rec, rec, inputs, **rounds)
+            if _too_wide(tm):
+                lo, hi = tm.speedup_ci95()
+                too_noisy = (f"speedup interval [{lo:.2f}, {hi:.2f}] is wider than {MAX_CI_REL_WIDTH:g} x "
+                             f"the speedup {tm.speedup():.2f}, twice")
+        per_item, total, round_s = tm.var_item_flat(), tm.var_total_s(), list(tm.var_s)
+        metrics.update(speedup=tm.speedup(), speedup_ci95=list(tm.speedup_ci95()))
+        ratios = [round(r, 4) for r in tm.ratios()]
+    rtf = total / (tm.n_rounds * subset_audio_s)
+    metrics.update(rtf=rtf, rtfx=1.0 / rtf, latency_ms=percentiles_ms(per_item))
+    width = tm.rel_width()
+    timing = {"rounds": tm.n_rounds, "subset": [u.id for u in subset],
+              "subset_audio_s": round(subset_audio_s, 3), "round_s": round_s,
+              # why the rounds ended, under which rule (timing.py)
+              "stopped": tm.stopped, "floor": tm.floor,
+              "min_seconds": rounds["min_seconds"], "max_rounds": rounds["max_rounds"],
+              "target_rel_width": rounds["target_rel_width"], "max_seconds": rounds["max_seconds"],
+              "rel_width": round(width, 4) if np.isfinite(width) else None,
+              "timing_s": round(tm.elapsed_s, 3), "warmup_s": round(tm.warmup_s, 3)}
+    return Speed(metrics, timing, ratios, remeasured, too_noisy)
+
+
+# ----------------------------------------------------------------------------- memory
+
+@dataclass
+class Memory:
+    peak_rss_mb: float  # peak RSS above the child's idle level (after its imports)
+    hwm_mb: float
+    idle_mb: float
+    torch_imported: bool | None
+    device: str
+    peak_gpu_mb: float | None = None
+    gpu_note: str | None = None
+    torch_cuda: dict | None = None
+
+    def record(self, case: dict) -> None:
+        case["metrics"]["peak_rss_mb"] = self.peak_rss_mb
+        memory = {"hwm_mb": self.hwm_mb, "idle_mb": self.idle_mb,
+                  "child_torch_imported": self.torch_imported}
+        if self.device == "cuda":  # the child's own GPU memory (NVML), beside torch's counters
+            case["metrics"]["peak_gpu_mb"] = self.peak_gpu_mb
+            memory.update(gpu_source="NVML per-process used memory, sampled",
+                          gpu_note=self.gpu_note, torch_cuda=self.torch_cuda)
+        case["settings"]["memory"] = memory
+
+
+def track_memory(artifact: Path, card, variant: str, device: str, threads: int, inputs: list) -> Memory:
+    r = measure_child_memory(artifact, card, variant, device, threads, inputs)
+    return Memory(r.peak_rss_mb, r.hwm_mb, r.idle_mb, r.payload.get("torch_imported"), device,
+                  r.peak_gpu_mb, r.gpu_note, r.payload.get("torch_cuda"))
+
+
+def measure_child_memory(artifact, card, variant, device, threads, inputs):
+    """bench.measure.child run on ``inputs`` in a fresh process: its peak RSS and GPU memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if inputs and isinstance(inputs[0], str):  # TTS: phoneme strings
+            path = Path(tmp) / "inputs.json"
+            path.write_text(json.dumps(inputs))
+        else:
+            path = Path(tmp) / "inputs.npz"
+            np.savez(path, **{f"u{i:03d}": w for i, w in enumerate(inputs)})
+        spec = {"artifact": str(artifact), "decode": card.decode, "variant": variant,
+                "device": device, "threads": threads, "inputs": str(path),
+                "runtime": get_variant(variant).runtime}
+        (Path(tmp) / "spec.json").write_text(json.dumps(spec))
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        return measure_peak_rss([sys.executable, "-m", "bench.measure.child",
+                                 str(Path(tmp) / "spec.json")], env=env, timeout=1800,
+                                gpu=device == "cuda")
