@@ -99,10 +99,10 @@ def run_case(session: BenchSession, card: Card, variant: str, device: str) -> di
 def _measure(session: BenchSession, card: Card, variant: str, device: str, case: dict) -> None:
     """The trackers in order, each recorded as soon as it is measured (a later failure keeps
     what the earlier ones found in the case)."""
-    task = get_task(card.task)
+    task, runtime = get_task(card.task), get_variant(variant).runtime
     family = get_family(task.family)
     utts, artifact = session.eval_set(card), session.artifact(card)
-    _describe(session, card, variant, artifact, case)
+    _describe(session, card, variant, runtime, artifact, case)
     ref_rec, ref_out = session.reference(card, device)
 
     rec, load = track_load(artifact, card, variant, device, session.threads, utts[0].input)
@@ -118,7 +118,7 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
 
     memory = track_memory(artifact, card, variant, device, session.threads, [u.input for u in subset])
     memory.record(case)
-    if get_variant(variant).runtime == "onnx" and memory.torch_imported:
+    if runtime == "onnx" and memory.torch_imported:
         raise RuntimeError("the ONNX variant's memory child imported torch")
 
     out = quality.decoded
@@ -129,10 +129,11 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
         session.utterances.append(row)
 
 
-def _describe(session: BenchSession, card: Card, variant: str, artifact: Path, case: dict) -> None:
+def _describe(session: BenchSession, card: Card, variant: str, runtime: str, artifact: Path,
+              case: dict) -> None:
     """What the case runs: the artifact, exporter, variant settings, identity, any injection."""
     info = artifact_info(artifact)
-    if get_variant(variant).runtime == "onnx":
+    if runtime == "onnx":
         from bench.runtime.onnx_asr import session_settings
 
         case["settings"]["ort_session"] = session_settings(session.threads)

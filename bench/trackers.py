@@ -127,13 +127,10 @@ class Speed:
 
 def rounds_rule(card_timing: dict, fast: bool) -> dict:
     """The suites' stopping rule (timing.SUITE_RULE) as the card overrides it; --fast: 2 fixed rounds."""
-    rule = {k: card_timing.get(k, v) for k, v in SUITE_RULE.items() if k != "warmup"}
-    return dict(min_rounds=2 if fast else int(rule["min_rounds"]),
-                min_seconds=0.0 if fast else float(rule["min_seconds"]),
-                max_rounds=int(rule["max_rounds"]),
-                target_rel_width=None if fast else float(rule["target_rel_width"]),
-                max_seconds=None if fast else float(rule["max_seconds"]),
-                warmup=SUITE_RULE["warmup"])
+    rule = {k: type(v)(card_timing.get(k, v)) for k, v in SUITE_RULE.items() if k != "warmup"}
+    if fast:
+        rule.update(min_rounds=2, min_seconds=0.0, target_rel_width=None, max_seconds=None)
+    return {**rule, "warmup": SUITE_RULE["warmup"]}
 
 
 def _too_wide(pt) -> bool:

@@ -1,5 +1,7 @@
 """Fixtures shared by the tests of the harness."""
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -20,6 +22,15 @@ def shared_cache(tmp_path_factory):
     """One artifact cache for the tests that only read artifacts (each export of the smoke
     card runs fusion four times: build it once per session, not once per test)."""
     return tmp_path_factory.mktemp("shared-artifacts")
+
+
+@pytest.fixture(scope="session")
+def smoke_cache(shared_cache):
+    """The shared cache with the smoke card exported by `bench export`, for tests whose
+    `bench run` / `bench compare` processes must find it built."""
+    subprocess.run([sys.executable, "-m", "bench", "export", "asr-conformer-smoke"], check=True,
+                   capture_output=True, env=dict(os.environ, BENCH_CACHE=str(shared_cache)), timeout=900)
+    return shared_cache
 
 
 @pytest.fixture(scope="module")

@@ -143,14 +143,6 @@ def test_bad_usage_names_what_is_wrong(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing ran
 
 
-@pytest.fixture(scope="module")
-def cache(shared_cache):
-    cache = shared_cache
-    subprocess.run([sys.executable, "-m", "bench", "export", SMOKE], check=True, capture_output=True,
-                   env=dict(os.environ, BENCH_CACHE=str(cache)), timeout=900)
-    return cache
-
-
 def run_env(cache, root):
     env = dict(os.environ, BENCH_CACHE=str(cache), BENCH_REPORTS=str(root / "reports"),
                PYTHONPATH=str(root))
@@ -165,10 +157,10 @@ def cases_of(out: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_a_a_passes_and_an_unknown_variant_is_that_case_s_error(cache, tmp_path):
+def test_a_a_passes_and_an_unknown_variant_is_that_case_s_error(smoke_cache, tmp_path):
     out = tmp_path / "aa"
     p = compare("--base", "WORKTREE", "--head", "WORKTREE", "--card", SMOKE, "--variant", "onnx",
-                "--fast", "--threads", "1", "--out", str(out), env=run_env(cache, REPO_ROOT))
+                "--fast", "--threads", "1", "--out", str(out), env=run_env(smoke_cache, REPO_ROOT))
     assert p.returncode == 0, p.stdout + p.stderr
     doc, cases = cases_of(out)
     c = cases["onnx"]
@@ -178,7 +170,7 @@ def test_a_a_passes_and_an_unknown_variant_is_that_case_s_error(cache, tmp_path)
     assert doc["host"]["cores"] and doc["base"]["rev"] == "WORKTREE"
 
     p = compare("--base", "WORKTREE", "--head", "WORKTREE", "--card", SMOKE, "--variant",
-                "no-such-variant", "--fast", "--out", str(tmp_path / "bad"), env=run_env(cache, REPO_ROOT))
+                "no-such-variant", "--fast", "--out", str(tmp_path / "bad"), env=run_env(smoke_cache, REPO_ROOT))
     assert p.returncode == 3, p.stdout + p.stderr
     _, cases = cases_of(tmp_path / "bad")
     assert cases["no-such-variant"]["verdict"] == "error"
@@ -209,7 +201,7 @@ def repo_of_this_tree(dest: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_injected_slowdown_fails_the_slowed_variant_only(cache, tmp_path):
+def test_injected_slowdown_fails_the_slowed_variant_only(smoke_cache, tmp_path):
     if not (REPO_ROOT / ".git").exists():
         pytest.skip("not a git checkout: the scratch repository is made from git's file list")
     repo = repo_of_this_tree(tmp_path / "repo")
@@ -225,7 +217,7 @@ def test_injected_slowdown_fails_the_slowed_variant_only(cache, tmp_path):
 
     out = tmp_path / "out"
     p = compare("--base", clean, "--head", slowed, "--card", SMOKE, "--variant", "onnx,pytorch",
-                "--fast", "--threads", "1", "--out", str(out), cwd=repo, env=run_env(cache, repo))
+                "--fast", "--threads", "1", "--out", str(out), cwd=repo, env=run_env(smoke_cache, repo))
     assert p.returncode == 1, p.stdout + p.stderr
     doc, cases = cases_of(out)
     onnx, pt = cases["onnx"], cases["pytorch"]

@@ -156,14 +156,6 @@ SMOKE = "asr-conformer-smoke"
 VARIANTS = "pytorch,onnx,onnx-fused,onnx-int8"
 
 
-@pytest.fixture(scope="module")
-def smoke_cache(shared_cache):
-    cache = shared_cache
-    subprocess.run([sys.executable, "-m", "bench", "export", SMOKE], check=True, capture_output=True,
-                   env=dict(os.environ, BENCH_CACHE=str(cache)), timeout=600)
-    return cache
-
-
 def _previous_state(tmp_path: Path) -> dict[Path, bytes]:
     """The files a release decision and the gate read, as a completed earlier run left them."""
     from bench.fingerprint import machine_class, machine_fingerprint

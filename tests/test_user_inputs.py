@@ -26,12 +26,7 @@ LIBRI = "real-speech/librispeech"
 
 
 @pytest.fixture(scope="module")
-def cache(in_shared_cache):
-    return in_shared_cache
-
-
-@pytest.fixture(scope="module")
-def smoke(cache):
+def smoke(in_shared_cache):
     from bench.artifacts import ensure_artifact
 
     card = load_card("asr-conformer-smoke")
@@ -302,11 +297,11 @@ def test_bad_user_model_is_a_case_error(smoke, libri, tmp_path, fault):
             assert s in case["error"], (s, case["error"])
 
 
-def test_cli_model_and_data_in_one_suite_run(smoke, libri, cache, tmp_path):
+def test_cli_model_and_data_in_one_suite_run(smoke, libri, in_shared_cache, tmp_path):
     """`python -m bench run --model --data`: the broken user model's case is `error` (exit 3),
     the built-in card named with --card still runs, on the --data utterances."""
     bad = pack_zip(tmp_path / "broken.zip", smoke[1], drop=("config.yaml",))
-    env = dict(os.environ, BENCH_CACHE=str(cache), BENCH_BASELINES=str(tmp_path / "baselines"))
+    env = dict(os.environ, BENCH_CACHE=str(in_shared_cache), BENCH_BASELINES=str(tmp_path / "baselines"))
     cmd = [sys.executable, "-m", "bench", "run", "--fast", "--threads", "1", "--variant", "onnx",
            "--model", str(bad), "--card", "asr-conformer-smoke", "--data", str(libri),
            "--out", str(tmp_path / "reports")]
