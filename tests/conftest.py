@@ -1,9 +1,35 @@
-"""Fixtures shared by the tests of the harness."""
+"""Fixtures shared by the tests of the harness, and how tests share the machine.
+
+`./run tests` runs pytest-xdist workers, one per core. A test marked ``timing`` decides a
+verdict from measured speed (an A/A run must pass, an injected slowdown must fail), so it
+runs alone: it waits until the tests running on other workers end, and no test starts
+until it ends. Everything else runs side by side.
+"""
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
+from machine_turns import machine_turn
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "timing: its verdict rests on measured speed; runs alone")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    # the whole protocol (module and session fixtures included), so no export or decode of
+    # another worker's setup runs while a timing test measures
+    workerinput = getattr(item.config, "workerinput", None)
+    if workerinput is None:  # one process: nothing to share the machine with
+        yield
+        return
+    lock_dir = Path(tempfile.gettempdir()) / f"bench-tests-{workerinput['testrunuid']}"
+    with machine_turn(lock_dir, item.get_closest_marker("timing") is not None):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +46,13 @@ def torch_one_thread():
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory):
     """One artifact cache for the tests that only read artifacts (each export of the smoke
-    card runs fusion four times: build it once per session, not once per test)."""
-    return tmp_path_factory.mktemp("shared-artifacts")
+    card runs fusion four times: build it once per session, not once per test). xdist's
+    workers share one (the artifact lock makes concurrent builds of one card safe)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return tmp_path_factory.mktemp("shared-artifacts")
+    shared = tmp_path_factory.getbasetemp().parent / "shared-artifacts"
+    shared.mkdir(exist_ok=True)
+    return shared
 
 
 @pytest.fixture(scope="session")

@@ -157,6 +157,7 @@ def cases_of(out: Path) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_a_a_passes_and_an_unknown_variant_is_that_case_s_error(smoke_cache, tmp_path):
     out = tmp_path / "aa"
     p = compare("--base", "WORKTREE", "--head", "WORKTREE", "--card", SMOKE, "--variant", "onnx",
@@ -201,6 +202,7 @@ def repo_of_this_tree(dest: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_injected_slowdown_fails_the_slowed_variant_only(smoke_cache, tmp_path):
     if not (REPO_ROOT / ".git").exists():
         pytest.skip("not a git checkout: the scratch repository is made from git's file list")

@@ -5,7 +5,7 @@ import pytest
 
 from bench.measure.selftest_real import speed_error_rates, summary
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 
 def test_real_card_aa_is_gated_and_injected_slowdown_fails(tmp_path, monkeypatch, shared_cache):

@@ -81,6 +81,7 @@ def test_run_writes_results_report_and_gates(tmp_path):
     assert json.loads((base_dir / f"{cls}.json").read_text()) == baseline
 
 
+@pytest.mark.timing
 def test_aa_two_runs_of_the_same_commit_pass(tmp_path):
     """A/A on the real smoke card: the second run, gated against baselines written by the
     first (full rounds, not --fast), passes."""
