@@ -1,4 +1,5 @@
 """The results document (schema ``bench-results/2``): build, validate, migrate, write, read.
+Its fields are stated once, as the records of bench.records.
 
 Reports, the gate and outside tools read these names; keep them stable and extend only by
 adding keys. A change that moves or renames a field is a new schema with a migration step
@@ -24,22 +25,8 @@ __all__ = [
     "append_utterances_jsonl",
 ]
 
-SCHEMA = "bench-results/2"
-STATUSES = ("ok", "error", "skipped", "partial")
-VERDICTS = ("pass", "fail", "new", "invalid")  # invalid: too noisy to decide
-
-# Every case carries every metric key, None until measured, so readers never guess
-# whether a missing key means "not measured" or "renamed".
-METRIC_KEYS = (
-    "rtf", "rtfx", "speedup", "speedup_ci95", "latency_ms", "first_call_ms", "load_ms",
-    "peak_rss_mb", "peak_gpu_mb", "model_mb", "wer", "cer", "bleu", "intent_acc",
-    "tts_distance", "agreement_ter",
-)
-
-
-class ResultsError(ValueError):
-    """A results document is malformed; the message names the file and the field."""
-
+from bench.records import (METRIC_KEYS, SCHEMA, STATUSES, VERDICTS, Case, ResultsError, Results,
+                           Run, case_key)
 
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -58,38 +45,12 @@ def new_run(machine: Mapping[str, Any], libraries: Mapping[str, Any],
         machine["class"] = machine_class(machine)
     started = _utc_now()
     run_id = started.replace("-", "").replace(":", "") + "-" + uuid.uuid4().hex[:8]
-    return {
-        "schema": SCHEMA,
-        "run": {"id": run_id, "started": started, "git_commit": git_commit,
-                "machine": machine, "libraries": dict(libraries)},
-        "cases": [],
-    }
+    return Results(Run(run_id, started, git_commit, machine, dict(libraries))).to_dict()
 
 
 def make_case(task: str, card: str, variant: str, device: str) -> dict:
     """An unmeasured case: status ``ok``, every metric present and None, no gate verdict yet."""
-    metrics: dict[str, Any] = {k: None for k in METRIC_KEYS}
-    metrics["latency_ms"] = {"p50": None, "p90": None, "p99": None}
-    return {
-        "task": task, "card": card, "variant": variant, "device": device,
-        "status": "ok", "error": None,
-        "n_utterances": None, "audio_seconds": None,
-        "metrics": metrics,
-        # What makes the case reproducible: threads, provider, opset, quantization, ...
-        "settings": {},
-        # What it was measured on (bench.identity): its baseline key with the fields above
-        "identity": None,
-        # The speed interval was too wide once and measured again: the first interval
-        "remeasured": None,
-        # Still too wide the second time: why the gate cannot decide (verdict "invalid")
-        "too_noisy": None,
-        "gate": None,
-    }
-
-
-def case_key(case: Mapping[str, Any]) -> str:
-    """``task/card/variant/device``: the case's identity in baselines and reports."""
-    return f"{case['task']}/{case['card']}/{case['variant']}/{case['device']}"
+    return Case(task, card, variant, device).to_dict()
 
 
 # The run fields that can change a figure without any change to the model: the report lists
@@ -160,77 +121,10 @@ def migrate_results(doc: Any) -> Any:
 
 # ---------------------------------------------------------------- validation
 
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def validate_results(doc: Any, source: str = "<results>") -> dict:
-    """Check the fields that reports and the gate rely on; raise :class:`ResultsError`."""
-    def fail(field: str, msg: str) -> None:
-        raise ResultsError(f"{source}: {field}: {msg}")
-
-    if not isinstance(doc, dict):
-        fail("(document)", f"expected a JSON object, got {type(doc).__name__}")
-    if doc.get("schema") != SCHEMA:
-        readable = ", ".join([*MIGRATIONS, SCHEMA])
-        fail("schema", f"expected {SCHEMA!r}, got {doc.get('schema')!r} (this harness reads "
-                       f"{readable}; a newer schema needs a newer harness)")
-    run = doc.get("run")
-    if not isinstance(run, dict):
-        fail("run", "missing or not an object")
-    for k in ("id", "started"):
-        if not isinstance(run.get(k), str) or not run.get(k):
-            fail(f"run.{k}", f"expected a non-empty string, got {run.get(k)!r}")
-    if run.get("git_commit") is not None and not isinstance(run["git_commit"], str):
-        fail("run.git_commit", f"expected a string or null, got {run['git_commit']!r}")
-    machine = run.get("machine")
-    if not isinstance(machine, dict):
-        fail("run.machine", "missing or not an object")
-    if not isinstance(machine.get("class"), str) or not machine.get("class"):
-        fail("run.machine.class", f"expected a non-empty string, got {machine.get('class')!r}")
-    if not isinstance(run.get("libraries"), dict):
-        fail("run.libraries", "missing or not an object")
-    cases = doc.get("cases")
-    if not isinstance(cases, list):
-        fail("cases", "missing or not a list")
-    for i, c in enumerate(cases):
-        where = f"cases[{i}]"
-        if not isinstance(c, dict):
-            fail(where, "not an object")
-        for k in ("task", "card", "variant", "device"):
-            if not isinstance(c.get(k), str) or not c.get(k):
-                fail(f"{where}.{k}", f"expected a non-empty string, got {c.get(k)!r}")
-        where = f"cases[{i}] ({case_key(c)})"
-        if c.get("status") not in STATUSES:
-            fail(f"{where}.status", f"expected one of {STATUSES}, got {c.get('status')!r}")
-        m = c.get("metrics")
-        if not isinstance(m, dict):
-            fail(f"{where}.metrics", "missing or not an object")
-        for k, v in m.items():
-            if k == "latency_ms":
-                if v is not None and not isinstance(v, dict):
-                    fail(f"{where}.metrics.latency_ms", f"expected an object, got {v!r}")
-            elif k.endswith("_ci95"):
-                if v is not None and not (isinstance(v, list) and len(v) == 2
-                                          and all(_is_num(x) for x in v)):
-                    fail(f"{where}.metrics.{k}", f"expected [lo, hi] or null, got {v!r}")
-            elif k in METRIC_KEYS and v is not None and not _is_num(v):
-                fail(f"{where}.metrics.{k}", f"expected a number or null, got {v!r}")
-        if c.get("too_noisy") is not None and not isinstance(c["too_noisy"], str):
-            fail(f"{where}.too_noisy", f"expected a string or null, got {c['too_noisy']!r}")
-        if c.get("remeasured") is not None and not isinstance(c["remeasured"], dict):
-            fail(f"{where}.remeasured", f"expected an object or null, got {c['remeasured']!r}")
-        ident = c.get("identity")
-        if ident is not None and not (isinstance(ident, dict) and isinstance(ident.get("key"), str)):
-            fail(f"{where}.identity", f"expected an object with a 'key' string, or null, got {ident!r}")
-        g = c.get("gate")
-        if g is not None:
-            if not isinstance(g, dict):
-                fail(f"{where}.gate", f"expected an object or null, got {g!r}")
-            if g.get("verdict") not in VERDICTS:
-                fail(f"{where}.gate.verdict", f"expected one of {VERDICTS}, got {g.get('verdict')!r}")
-            if not isinstance(g.get("reasons", []), list):
-                fail(f"{where}.gate.reasons", "expected a list")
+    """Check the fields that reports and the gate rely on (bench.records); raise
+    :class:`ResultsError` naming ``source`` and the field. Returns ``doc`` itself."""
+    Results.from_dict(doc, source, readable=(*MIGRATIONS, SCHEMA))
     return doc
 
 
