@@ -130,10 +130,12 @@ def cmd_table(a) -> int:
 
 def cmd_selftest(a) -> int:
     if a.real:
-        from bench.measure.selftest_real import quality_detection, speed_error_rates, summary
+        from bench.measure.selftest_real import (compare_error_rates, quality_detection,
+                                                 speed_error_rates, summary)
 
-        speed = speed_error_rates(a.card, a.repeats, a.slowdown, fast=a.fast,
-                                  workdir=Path(a.workdir) if a.workdir else None)
+        rates = compare_error_rates if a.compare else speed_error_rates
+        speed = rates(a.card, a.repeats, a.slowdown, fast=a.fast,
+                      workdir=Path(a.workdir) if a.workdir else None)
         quality = quality_detection() if a.quality else None
         print(summary(speed, quality))
         return 0
@@ -291,6 +293,9 @@ def main(argv=None) -> int:
     st.add_argument("--card", default="asr-conformer-tiny,slu-conformer-tiny,st-conformer-tiny",
                     help="--real: the cards (comma-separated)")
     st.add_argument("--repeats", type=int, default=2, help="--real: A/A and slowed runs each")
+    st.add_argument("--compare", action="store_true",
+                    help="--real: through `bench compare` (the working tree against itself; "
+                         "the slowdown in the head side only) instead of stored baselines")
     st.add_argument("--fast", action="store_true", help="--real: minimum rounds (CI's short version)")
     st.add_argument("--quality", action="store_true",
                     help="--real: also the int8 quality losses of the trained ASR card")

@@ -40,12 +40,14 @@ class WorkerError(RuntimeError):
 class Worker:
     """One side's worker process, spoken to in JSON lines."""
 
-    def __init__(self, side, log: Path):
+    def __init__(self, side, log: Path, inject: str | None = None):
         self.side, self.log = side, log
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(side.root), os.environ.get("PYTHONPATH")])),
                    BENCH_CACHE=str(cache_dir()), BENCH_CORPORA=str(corpora_dir()), PYTHONUNBUFFERED="1")
         # an injection by environment would slow both sides alike; a compare measures code
         env.pop("BENCH_INJECT_SLOWDOWN", None)
+        if inject:  # --inject-head: a known slowdown in this side only, for the gate's self-test
+            env["BENCH_INJECT_SLOWDOWN"] = inject
         if shared_dir():  # a checkout under .cache/ has no ../shared beside it
             env["BENCH_SHARED"] = str(shared_dir())
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +128,8 @@ def run_case(sides: dict, card: str, variant: str, opts, logs: Path) -> dict:
                 finally:
                     w.close()
             for side in sides.values():
-                workers[side.name] = Worker(side, logs / f"{name}.{variant}.{side.name}.log")
+                workers[side.name] = Worker(side, logs / f"{name}.{variant}.{side.name}.log",
+                                            inject=opts.inject_head if side.name == "head" else None)
             loaded = {n: w.call("load", card=card, variant=variant, device=opts.device,
                                 threads=opts.threads, artifact=artifacts[n], data=opts.data)
                       for n, w in workers.items()}
@@ -243,6 +246,13 @@ def cmd_compare(a) -> int:
     cases = _cases(a)
     if isinstance(cases, str):
         return _usage_error(cases)
+    if a.inject_head:
+        from bench.measure.inject import injected_fractions
+
+        try:
+            injected_fractions(a.inject_head)
+        except ValueError as e:
+            return _usage_error(f"--inject-head: {e}")
     if a.data:
         if not Path(a.data).is_dir():
             return _usage_error(f"--data {a.data}: not a directory")
@@ -261,6 +271,7 @@ def cmd_compare(a) -> int:
            "base": sides["base"].as_dict(), "head": sides["head"].as_dict(),
            "host": {**host, "class": machine_class(host)},
            "settings": {"threads": a.threads, "device": a.device, "fast": a.fast, "data": a.data,
+                        "inject_head": a.inject_head,
                         "python": sys.executable, "loadavg_1m_before": os.getloadavg()[0]},
            "cases": []}
     print(f"bench compare: base {sides['base'].label} vs head {sides['head'].label}, "
@@ -309,6 +320,9 @@ def add_parser(sub) -> None:
     c.add_argument("--fast", action="store_true", help=f"{MIN_PAIRS_FAST} pairs at least and "
                    f"{CAP_S_FAST:g} s of timing at most (default {MIN_PAIRS} and {CAP_S:g} s, up to "
                    f"{MAX_PAIRS} pairs): checks of the harness, not figures")
+    c.add_argument("--inject-head", metavar="VARIANT=F[,...]",
+                   help="the gate's self-test: the head side's calls of VARIANT cost (1 + F) x "
+                   "their time (bench/measure/inject.py); recorded in compare.json")
     c.add_argument("--out", help="folder for compare.json and the workers' logs "
                    f"(default {reports_dir()}/compare/<time>-<id>/)")
     c.set_defaults(func=cmd_compare)

@@ -1,9 +1,11 @@
 """Fixtures shared by the tests of the harness, and how tests share the machine.
 
 `./run tests` runs pytest-xdist workers, one per core. A test marked ``timing`` decides a
-verdict from measured speed (an A/A run must pass, an injected slowdown must fail), so it
-runs alone: it waits until the tests running on other workers end, and no test starts
-until it ends. Everything else runs side by side.
+verdict from measured speed (an A/A run must pass, an injected slowdown must fail), and one
+marked ``all_cores`` computes on every core; each runs alone: it waits until the tests
+running on other workers end, and no test starts until it ends. Everything else runs side
+by side, with one torch thread per worker: OpenMP threads of two processes on two cores
+spin against each other (a 45 s decode took 160 s beside another worker).
 """
 import os
 import subprocess
@@ -15,8 +17,14 @@ import pytest
 from machine_turns import machine_turn
 
 
+ALONE = ("timing", "all_cores")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # before anything imports torch
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "timing: its verdict rests on measured speed; runs alone")
+    config.addinivalue_line("markers", "all_cores: computes on every core; runs alone")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -28,7 +36,7 @@ def pytest_runtest_protocol(item, nextitem):
         yield
         return
     lock_dir = Path(tempfile.gettempdir()) / f"bench-tests-{workerinput['testrunuid']}"
-    with machine_turn(lock_dir, item.get_closest_marker("timing") is not None):
+    with machine_turn(lock_dir, any(item.get_closest_marker(m) for m in ALONE)):
         yield
 
 

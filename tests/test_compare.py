@@ -140,6 +140,8 @@ def test_bad_usage_names_what_is_wrong(tmp_path):
     assert "unknown revision 'no-such-rev-4711'" in p.stderr
     p = compare("--base", "WORKTREE", "--card", "no-such-card", "--out", str(tmp_path))
     assert p.returncode == 2 and "no-such-card" in p.stderr
+    p = compare("--base", "WORKTREE", "--card", SMOKE, "--inject-head", "onnx", "--out", str(tmp_path))
+    assert p.returncode == 2 and "--inject-head" in p.stderr and "'onnx'" in p.stderr
     assert not list(tmp_path.iterdir())  # nothing ran
 
 

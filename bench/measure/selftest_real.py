@@ -7,6 +7,8 @@
 - Detection: runs with every ONNX variant made slower by a known factor (bench.measure.inject:
   each call costs (1 + f) x its own time), gated against the same scratch baseline. A case
   comparison that does not fail is a miss.
+- Through `bench compare` (``--compare``): A/A is the working tree against itself, and
+  detection the same with the head side's ONNX variants slowed (``--inject-head``).
 - Quality: the trained ASR card's int8 encoder re-quantized with the mel-filterbank MatMul
   in int8 too (the bug that once gave WER 96%), and with per-tensor weights (a milder loss),
   decoded over the whole test split and gated against the shipped int8's WER.
@@ -68,6 +70,33 @@ def speed_error_rates(cards: str, repeats: int, slowdown: float, fast: bool = Fa
             "slowdown": slowdown}
 
 
+def _compare(cards: str, out: Path, variants, fast: bool, inject: str | None) -> list[tuple[str, str, list]]:
+    args = [sys.executable, "-m", "bench", "compare", "--base", "WORKTREE", "--head", "WORKTREE",
+            "--card", cards, "--variant", ",".join(variants), "--out", str(out)]
+    args += ["--fast"] * fast + ["--inject-head", inject] * bool(inject)
+    print(f"selftest: {' '.join(args[3:])}", flush=True)
+    subprocess.run(args, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = out / "compare.json"
+    if not path.exists():
+        raise RuntimeError(f"selftest: {' '.join(args)} wrote no {path}")
+    return [(f"{c['card']}/{c['variant']}", c["verdict"], c.get("reasons") or [])
+            for c in json.loads(path.read_text())["cases"]]
+
+
+def compare_error_rates(cards: str, repeats: int, slowdown: float, fast: bool = False,
+                        workdir: Path | None = None, variants=ONNX_VARIANTS) -> dict:
+    """The same rates through `bench compare` (the working tree against itself, pairs
+    interleaved on this host): each repeat one A/A compare of PyTorch and every ONNX variant,
+    and one with the head side's ONNX variants slowed (--inject-head)."""
+    work = Path(workdir or tempfile.mkdtemp(prefix="bench-selftest-compare-"))
+    inject = ",".join(f"{v}={slowdown:g}" for v in variants)
+    aa, detect = [], []
+    for i in range(repeats):
+        aa += _compare(cards, work / f"aa{i}", ("pytorch",) + tuple(variants), fast, None)
+        detect += _compare(cards, work / f"slow{i}", variants, fast, inject)
+    return {"workdir": str(work), "aa": aa, "detect": detect, "slowdown": slowdown, "via": "compare"}
+
+
 def _degraded_artifact(artifact: Path, tmp: Path, name: str, settings: dict) -> Path:
     """A scratch artifact whose onnx-int8 is onnx-fused re-quantized with ``settings``."""
     from bench.optimize.quantize import quantize
@@ -125,13 +154,19 @@ def summary(speed: dict | None, quality: list[dict] | None) -> str:
             n = len(rows)
             k = sum(v in bad for _, v, _ in rows)
             return f"{k}/{n}" + (f" ({100 * k / n:.1f}%)" if n else "")
-        lines.append(f"A/A against a baseline of this host (fresh processes): failed "
-                     f"{rate(speed['aa'], {'fail'})}, invalid {rate(speed['aa'], {'invalid'})}")
-        lines.append(f"A/A against the committed class file: failed "
-                     f"{rate(speed['aa_committed'], {'fail'})}, new {rate(speed['aa_committed'], {'new'})}")
-        lines.append(f"{100 * speed['slowdown']:.0f}% slowdown injected in every ONNX variant: caught "
+        via_compare = speed.get("via") == "compare"
+        against = ("bench compare of the working tree against itself" if via_compare
+                   else "a baseline of this host (fresh processes)")
+        lines.append(f"A/A against {against}: failed "
+                     f"{rate(speed['aa'], {'fail'})}, invalid {rate(speed['aa'], {'invalid'})}, "
+                     f"error {rate(speed['aa'], {'error'})}")
+        if not via_compare:
+            lines.append(f"A/A against the committed class file: failed "
+                         f"{rate(speed['aa_committed'], {'fail'})}, new {rate(speed['aa_committed'], {'new'})}")
+        lines.append(f"{100 * speed['slowdown']:.0f}% slowdown injected in every ONNX variant"
+                     f"{' of the head side' if via_compare else ''}: caught "
                      f"{rate(speed['detect'], {'fail'})}")
-        for key, verdict, reasons in speed["aa"] + speed["aa_committed"]:
+        for key, verdict, reasons in speed["aa"] + speed.get("aa_committed", []):
             if verdict == "fail":
                 lines.append(f"  false alarm {key}: {'; '.join(map(str, reasons))}")
         for key, verdict, _ in speed["detect"]:
