@@ -1,19 +1,22 @@
 """TTS export: the ONNX graphs synthesise what ESPnet's PyTorch model synthesises.
 
-For both paper TTS cards (FastSpeech2 + HiFiGAN, VITS; seeded random weights): the plain
-export gives the same number of samples as PyTorch and the same wave to < 1e-6 (measured
-4e-8), MCD < 0.01 dB (measured 1e-4); VITS takes its flow noise as an input, so PyTorch
-(ESPnet's VITS.inference with the very same draw) and ONNX agree and every run repeats.
-The int8 and fused variants pass check_tts_variant. Measured MCD to PyTorch on the
-9-phoneme phrase (2 shared cores, 1 thread): fused 1e-4 dB for both; int8, whose convolutions
-are static int8 calibrated on the dev sentences, FastSpeech2 1.60 dB and VITS 2.82 dB (with
-dynamic MatMul int8 only they were 0.16 and 0.004 dB, and 1.0-1.1x as fast as PyTorch).
+On the smoke-size TTS cards (FastSpeech2 + HiFiGAN, VITS; seeded random weights; the paper
+cards' structure at small widths): the plain export gives the same number of samples as
+PyTorch and the same wave to < 1e-6 (measured 2e-7), MCD < 0.01 dB (measured 1e-4); VITS
+takes its flow noise as an input, so PyTorch (ESPnet's VITS.inference with the very same
+draw) and ONNX agree and every run repeats. The int8 and fused variants pass
+check_tts_variant. Measured MCD to PyTorch on the 9-phoneme phrase (1 thread): fused 1e-4 dB
+for both; int8, whose convolutions are static int8 calibrated on the dev sentences,
+FastSpeech2 2.51 dB and VITS 4.52 dB, against 35.6 and 60.8 dB for noise of the same power.
 
-The cards take ~5 minutes to build on 2 busy cores: each is built once per module.
+The same tests on the paper cards (5 minutes to build on 2 busy cores; int8 MCD FastSpeech2
+1.60 dB, VITS 2.82 dB when last run): BENCH_TTS_EXPORT_CARDS=tts-fastspeech2-paper,tts-vits-paper
+./run tests tests/test_export_tts.py
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 
@@ -22,14 +25,14 @@ import pytest
 
 from bench.metrics.audio import mel_cepstral_distortion, mel_cepstrum
 
-CARDS = ["tts-fastspeech2-paper", "tts-vits-paper"]
+CARDS = os.environ.get("BENCH_TTS_EXPORT_CARDS", "tts-fastspeech2-smoke,tts-vits-smoke").split(",")
 HELLO = "HH AH0 L OW1 W ER1 L D ."  # "hello world." in the cards' g2p_en_no_space phonemes
 # "the quick brown fox jumps over the lazy dog. hello world." : 41 phonemes
 SENTENCE = ("DH AH0 K W IH1 K B R AW1 N F AA1 K S JH AH1 M P S OW1 V ER0 DH AH0 L EY1 Z IY0 "
             "D AO1 G . " + HELLO)
 TEXTS = [HELLO, SENTENCE, " ".join([SENTENCE] * 3)]
 MCD_PLAIN_DB = 0.01  # plain ONNX vs PyTorch (measured ~1e-4 dB)
-MCD_INT8_DB = 4.0  # int8 vs PyTorch (measured FastSpeech2 1.60 dB, VITS 2.82 dB); noise scores far above
+MCD_INT8_DB = 8.0  # int8 vs PyTorch (measured up to 4.52 dB, above); noise of the same power: 35.6 dB and up
 
 
 # ------------------------------------------------------------------ MCD (fast)
@@ -96,6 +99,7 @@ def art(request, tmp_path_factory, torch_one_thread):
         fuse(root / "onnx" / g, root / "fused" / g, meta["num_heads"], meta["d_model"])
     print(f"\n{name}: build {build_s:.0f} s, export {export_s:.1f} s")
     return {"name": name, "root": root, "exp": exp, "meta": meta, "decode": card.decode,
+            "espnet": card.model["espnet"],
             "calibration": feeds, "int8_settings": int8_settings,
             "torch": TorchText2Speech(exp, card.decode, threads=1),
             "onnx": {v: OnnxText2Speech(root / v, exp, meta, card.decode, threads=1)
@@ -111,10 +115,13 @@ def test_export_writes_graphs_and_meta(art):
     meta, out = art["meta"], art["root"] / "onnx"
     assert json.loads((out / "export.json").read_text()) == meta
     assert meta["exporter"] == EXPORTER_VERSION and meta["opset"] == 17 and meta["sample_rate"] == 22050
-    assert meta["kind"] == {"tts-fastspeech2-paper": "fastspeech2", "tts-vits-paper": "vits"}[
-        art["name"]]
-    assert (meta["num_heads"], meta["d_model"]) == \
-        ((2, 384) if meta["kind"] == "fastspeech2" else (2, 192))
+    tts = art["espnet"]["tts"]
+    conf = art["espnet"]["tts_conf"]
+    assert meta["kind"] == {"fastspeech2": "fastspeech2", "vits": "vits"}[tts]
+    # the attention sizes the fusion is told: the card's own
+    assert (meta["num_heads"], meta["d_model"]) == (
+        (conf["aheads"], conf["adim"]) if tts == "fastspeech2" else
+        (conf["generator_params"]["text_encoder_attention_heads"], conf["generator_params"]["hidden_channels"]))
     for g in meta["graphs"]:
         model = onnx.load(str(out / g), load_external_data=False)
         assert model.opset_import[0].version == 17

@@ -89,6 +89,17 @@ def test_fuzz_card_and_baseline_files_give_errors_naming_the_file(tmp_path):
             load_results(p)
 
 
+def test_card_cut_after_a_field_name_is_refused(tmp_path):
+    # "decode:" with the file ending there reads as decode = None (found by the fuzz above)
+    from bench.zoo.cards import CARDS_DIR, CardError, load_card
+
+    text = (CARDS_DIR / "asr-conformer-smoke.yaml").read_text()
+    p = tmp_path / "cut.yaml"
+    p.write_text(text[: text.index("\ndecode:") + len("\ndecode: ")])
+    with pytest.raises(CardError, match=str(p) + r": field 'decode' must be a mapping, got NoneType"):
+        load_card(p)
+
+
 # ---------------------------------------------------------------- baseline schemas
 
 def test_schema_1_baseline_is_migrated_and_never_matches_a_new_case(tmp_path, capsys):
@@ -239,7 +250,7 @@ def test_stopped_run_keeps_previous_files_and_marks_its_own_partial(tmp_path, sm
     assert 1 <= len(doc["cases"]) < len(VARIANTS.split(",")), [c["variant"] for c in doc["cases"]]
     assert (partial[0].parent / "report.html").exists()
     assert "interrupted: partial results kept apart" in log
-    if how == "pytest":
+    if how == "pytest" or sig == "SIGTERM":  # one stop path leaves what both leave (checked above)
         return
     # the next run starts cleanly: it completes, replaces the results, writes the baselines
     again = _start(tmp_path, smoke_cache, how, variants="pytorch,onnx")

@@ -97,6 +97,10 @@ def load_card(name_or_path: str | Path) -> Card:
     for key in REQUIRED:
         if key not in raw:
             raise CardError(f"{p}: missing field {key!r}")
+    for key in ("model", "decode", "data", "timing"):  # "decode:" with nothing after is None
+        if key in raw and not isinstance(raw[key], dict):
+            raise CardError(f"{p}: field {key!r} must be a mapping, got {type(raw[key]).__name__}"
+                            f" ({raw[key]!r})")
     if raw["tier"] not in TIERS:
         raise CardError(f"{p}: field 'tier' is {raw['tier']!r}, expected one of {TIERS}")
     known = set(Card.__dataclass_fields__) - {"path"}
