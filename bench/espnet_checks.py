@@ -4,9 +4,10 @@ ESPnet decorates its functions with typeguard's ``@typechecked``, which recompil
 with checks when its module is imported: ``python -c "import espnet2.bin.asr_inference"``
 takes 11-16 s here with them and 5 s without, in every process that imports ESPnet. The
 checks also run on every call, and that is part of the PyTorch reference a speedup is
-measured against: ``bench compare --base 3754a21 --head e9fb242`` (checks off there) timed ESPnet's SLU
-inference at 0.947 [0.893, 0.984] of its time with them. So measurements keep them; the
-unit tests (tests/conftest.py), which judge behaviour, not figures, switch them off.
+measured against: ``bench compare --base 3754a21 --head e9fb242`` (checks off in the head)
+timed ESPnet's SLU inference at 0.947 [0.893, 0.984] of its time with them. So measurements
+keep them; the unit tests (tests/conftest.py), which judge behaviour, not figures, switch
+them off.
 typeguard itself makes ``@typechecked`` a no-op under ``python -O``; this does the same
 without stripping asserts. It must run before ESPnet is first imported, so the package's
 ``__init__`` imports it.
