@@ -18,15 +18,6 @@ SCHEMA = "bench-results/2"
 STATUSES = ("ok", "error", "skipped", "partial")
 VERDICTS = ("pass", "fail", "new", "invalid")  # invalid: too noisy to decide
 
-# Every case carries every metric key, None until measured, so readers never guess
-# whether a missing key means "not measured" or "renamed".
-METRIC_KEYS = (
-    "rtf", "rtfx", "speedup", "speedup_ci95", "latency_ms", "first_call_ms", "load_ms",
-    "peak_rss_mb", "peak_gpu_mb", "model_mb", "wer", "cer", "bleu", "intent_acc",
-    "tts_distance", "agreement_ter",
-)
-
-
 class ResultsError(ValueError):
     """A results document is malformed; the message names the file and the field."""
 
@@ -69,14 +60,24 @@ class _Reader:
         return {k: v for k, v in self.d.items() if k not in known}
 
 
-def _plain_fields(record) -> dict:
-    """A record's own fields, then its extra keys (unknown to this harness, kept)."""
-    out = {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name != "extra"}
-    return {**out, **record.extra}
+class _Record:
+    """What the records share: their field names, and to_dict (the fields, records among
+    them as dicts, then the extra keys this harness does not know, kept)."""
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "extra")
+
+    def to_dict(self) -> dict:
+        def plain(v):
+            if isinstance(v, _Record):
+                return v.to_dict()
+            return [plain(x) for x in v] if isinstance(v, list) else v
+        return {**{n: plain(getattr(self, n)) for n in self.names()}, **self.extra}
 
 
 @dataclass
-class Metrics:
+class Metrics(_Record):
     """Every metric of a case; None is "not measured". ``latency_ms`` holds p50/p90/p99."""
     rtf: float | None = None
     rtfx: float | None = None
@@ -113,12 +114,14 @@ class Metrics:
         missing = {k: None for k in METRIC_KEYS if k not in d}
         return cls(**known, **missing, extra=r.extra(METRIC_KEYS))
 
-    def to_dict(self) -> dict:
-        return _plain_fields(self)
+
+# Every case carries every metric key, None until measured, so readers never guess
+# whether a missing key means "not measured" or "renamed".
+METRIC_KEYS = Metrics.names()
 
 
 @dataclass
-class Gate:
+class Gate(_Record):
     """The gate's verdict on one case, with the reasons for a failure and notes."""
     verdict: str
     reasons: list = field(default_factory=list)
@@ -131,10 +134,7 @@ class Gate:
             r.fail("verdict", f"expected one of {VERDICTS}, got {d.get('verdict')!r}")
         if not isinstance(d.get("reasons", []), list):
             r.fail("reasons", "expected a list")
-        return cls(d["verdict"], d.get("reasons", []), r.extra(("verdict", "reasons")))
-
-    def to_dict(self) -> dict:
-        return _plain_fields(self)
+        return cls(d["verdict"], d.get("reasons", []), r.extra(cls.names()))
 
 
 def case_key(case: Mapping[str, Any]) -> str:
@@ -143,7 +143,7 @@ def case_key(case: Mapping[str, Any]) -> str:
 
 
 @dataclass
-class Case:
+class Case(_Record):
     """One card x variant x device: its status, figures, settings and verdict."""
     task: str
     card: str
@@ -179,23 +179,16 @@ class Case:
         if identity is not None and not (isinstance(identity, dict) and isinstance(identity.get("key"), str)):
             r.fail("identity", f"expected an object with a 'key' string, or null, got {identity!r}")
         gate = r.obj("gate")
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         return cls(**names, status=d["status"], error=d.get("error"),
                    n_utterances=d.get("n_utterances"), audio_seconds=d.get("audio_seconds"),
                    metrics=metrics, settings=d.get("settings", {}), identity=identity,
                    remeasured=remeasured, too_noisy=too_noisy,
                    gate=None if gate is None else Gate.from_dict(gate, source, f"{r.where}.gate"),
-                   extra=r.extra(known))
-
-    def to_dict(self) -> dict:
-        out = _plain_fields(self)
-        out["metrics"] = self.metrics.to_dict()
-        out["gate"] = None if self.gate is None else self.gate.to_dict()
-        return out
+                   extra=r.extra(cls.names()))
 
 
 @dataclass
-class Run:
+class Run(_Record):
     """Where and how a run was made: id, start, commit, machine fingerprint, libraries; run
     options (threads, fast, data_dir, ...) and a stopped run's ``partial`` are extra keys."""
     id: str
@@ -214,19 +207,15 @@ class Run:
         if not isinstance(machine.get("class"), str) or not machine.get("class"):
             r.fail("machine.class", f"expected a non-empty string, got {machine.get('class')!r}")
         libraries = r.obj("libraries", required=True)
-        return cls(run_id, started, commit, machine, libraries,
-                   r.extra(("id", "started", "git_commit", "machine", "libraries")))
-
-    def to_dict(self) -> dict:
-        return _plain_fields(self)
+        return cls(run_id, started, commit, machine, libraries, r.extra(cls.names()))
 
 
-@dataclass
-class Results:
+@dataclass(kw_only=True)
+class Results(_Record):
     """A whole results document: its schema, the run, the cases."""
+    schema: str = SCHEMA
     run: Run
     cases: list = field(default_factory=list)
-    schema: str = SCHEMA
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -242,8 +231,4 @@ class Results:
         if not isinstance(d.get("cases"), list):
             raise ResultsError(f"{source}: cases: missing or not a list")
         cases = [Case.from_dict(c, source, f"cases[{i}]") for i, c in enumerate(d["cases"])]
-        return cls(run, cases, SCHEMA, {k: v for k, v in d.items() if k not in ("schema", "run", "cases")})
-
-    def to_dict(self) -> dict:
-        return {"schema": self.schema, "run": self.run.to_dict(),
-                "cases": [c.to_dict() for c in self.cases], **self.extra}
+        return cls(run=run, cases=cases, extra={k: v for k, v in d.items() if k not in cls.names()})

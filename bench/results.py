@@ -28,6 +28,7 @@ __all__ = [
 from bench.records import (METRIC_KEYS, SCHEMA, STATUSES, VERDICTS, Case, ResultsError, Results,
                            Run, case_key)
 
+
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -45,7 +46,7 @@ def new_run(machine: Mapping[str, Any], libraries: Mapping[str, Any],
         machine["class"] = machine_class(machine)
     started = _utc_now()
     run_id = started.replace("-", "").replace(":", "") + "-" + uuid.uuid4().hex[:8]
-    return Results(Run(run_id, started, git_commit, machine, dict(libraries))).to_dict()
+    return Results(run=Run(run_id, started, git_commit, machine, dict(libraries))).to_dict()
 
 
 def make_case(task: str, card: str, variant: str, device: str) -> dict:
