@@ -129,13 +129,25 @@ def cmd_table(a) -> int:
 
 
 def cmd_selftest(a) -> int:
+    if a.history_only:
+        from bench.measure.selftest_real import history_summary, read_history
+
+        try:
+            print(history_summary(read_history(a.history_only)))
+        except (OSError, ValueError) as e:
+            print(f"bench selftest: error: {e}", file=sys.stderr)
+            return 2
+        return 0
     if a.real:
         from bench.measure.selftest_real import (compare_error_rates, quality_detection,
                                                  speed_error_rates, summary)
 
-        rates = compare_error_rates if a.compare else speed_error_rates
-        speed = rates(a.card, a.repeats, a.slowdown, fast=a.fast,
-                      workdir=Path(a.workdir) if a.workdir else None)
+        workdir = Path(a.workdir) if a.workdir else None
+        if a.compare:
+            speed = compare_error_rates(a.card, a.repeats, a.slowdown, fast=a.fast, workdir=workdir,
+                                        history=Path(a.history) if a.history else None)
+        else:
+            speed = speed_error_rates(a.card, a.repeats, a.slowdown, fast=a.fast, workdir=workdir)
         quality = quality_detection() if a.quality else None
         print(summary(speed, quality))
         return 0
@@ -300,6 +312,12 @@ def main(argv=None) -> int:
     st.add_argument("--quality", action="store_true",
                     help="--real: also the int8 quality losses of the trained ASR card")
     st.add_argument("--workdir", help="--real: keep the runs here (default: a temp folder)")
+    st.add_argument("--history", help="--real --compare: append every compared case to this "
+                    "JSON-lines file (e.g. baselines/selftest/<class>.jsonl, committed, so the "
+                    "rates add up over hosts and days)")
+    st.add_argument("--history-only", nargs="+", metavar="FILE",
+                    help="print the compare error rates over these history files, every case "
+                         "re-judged with today's rule; runs nothing")
     st.set_defaults(func=cmd_selftest)
 
     z = sub.add_parser("zoo", help="generate the synthetic corpora, train the tiny cards")

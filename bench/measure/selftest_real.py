@@ -70,7 +70,8 @@ def speed_error_rates(cards: str, repeats: int, slowdown: float, fast: bool = Fa
             "slowdown": slowdown}
 
 
-def _compare(cards: str, out: Path, variants, fast: bool, inject: str | None) -> list[tuple[str, str, list]]:
+def _compare(cards: str, out: Path, variants, fast: bool, inject: str | None) -> dict:
+    """Run one `bench compare` of the working tree against itself; its compare.json."""
     args = [sys.executable, "-m", "bench", "compare", "--base", "WORKTREE", "--head", "WORKTREE",
             "--card", cards, "--variant", ",".join(variants), "--out", str(out)]
     args += ["--fast"] * fast + ["--inject-head", inject] * bool(inject)
@@ -79,21 +80,112 @@ def _compare(cards: str, out: Path, variants, fast: bool, inject: str | None) ->
     path = out / "compare.json"
     if not path.exists():
         raise RuntimeError(f"selftest: {' '.join(args)} wrote no {path}")
-    return [(f"{c['card']}/{c['variant']}", c["verdict"], c.get("reasons") or [])
-            for c in json.loads(path.read_text())["cases"]]
+    return json.loads(path.read_text())
+
+
+def history_rows(doc: dict, kind: str, slowdown: float) -> list[dict]:
+    """One line of the self-test's history per case of a compare.json: what was measured, not
+    only the verdict, so a later rule can re-judge it (:func:`rejudged`)."""
+    from bench.compare_verdict import CAP_S, MAX_PAIRS, MIN_PAIRS, STOP_REL_WIDTH
+
+    rows = []
+    for c in doc["cases"]:
+        t = c.get("time") or {}
+        others = [r for r in c.get("reasons") or [] if not r.startswith("head/base time")]
+        rows.append({"kind": kind, "slowdown": slowdown if kind == "detect" else 0.0,
+                     "card": c["card"], "variant": c["variant"], "status": c.get("status"),
+                     "median": t.get("median"), "ci95": t.get("ci95"), "n_pairs": t.get("n_pairs"),
+                     "stop_reason": t.get("stop_reason"), "other_reasons": others,
+                     "verdict_then": c.get("verdict"), "commit": doc["head"].get("sha"),
+                     "dirty": doc["head"].get("dirty"), "host": doc["host"].get("host"),
+                     "cpu": doc["host"].get("cpu"), "class": doc["host"].get("class"),
+                     "started": doc.get("started"), "fast": doc["settings"].get("fast"),
+                     "timing_rule": {"min_pairs": MIN_PAIRS, "max_pairs": MAX_PAIRS, "cap_s": CAP_S,
+                                     "stop_rel_width": STOP_REL_WIDTH}})
+    return rows
+
+
+def rejudged(row: dict) -> str:
+    """A history row's verdict under today's rule: error, fail (time or any other figure),
+    invalid or pass, as bench.compare_verdict.verdict would say it."""
+    from bench.compare_verdict import MAX_REL_WIDTH, TIME_TOLERANCE, time_failure, tolerances
+
+    if row["status"] != "ok" or row["median"] is None:
+        return "error"
+    median, (lo, hi) = row["median"], row["ci95"]
+    if row["other_reasons"] or time_failure(median, lo, hi, float(tolerances()[TIME_TOLERANCE]["value"])):
+        return "fail"
+    return "invalid" if hi - lo > MAX_REL_WIDTH * median else "pass"
+
+
+def append_history(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, sort_keys=True) + "\n")
+
+
+def read_history(paths) -> list[dict]:
+    rows = []
+    for p in paths:
+        for n, line in enumerate(Path(p).read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{p}: line {n} is not JSON: {e}") from None
+    return rows
+
+
+def history_summary(rows: list[dict]) -> str:
+    """The error rates over every recorded compare, re-judged with today's rule, by kind."""
+    lines = []
+    for kind, bad, label in (("aa", {"fail"}, "A/A (working tree against itself): failed"),
+                             ("detect", {"fail"}, "injected slowdown: caught")):
+        sel = [r for r in rows if r["kind"] == kind and not r.get("fast")]
+        if not sel:
+            continue
+        verdicts = [rejudged(r) for r in sel]
+        k = sum(v in bad for v in verdicts)
+        hosts = sorted({f"{r['host']} ({r['cpu']})" for r in sel})
+        days = sorted({(r["started"] or "")[:8] for r in sel})
+        slow = sorted({r["slowdown"] for r in sel})
+        lines.append(f"{label} {k}/{len(sel)} ({100 * k / len(sel):.1f}%)"
+                     + (f" at slowdown {', '.join(f'{100 * s:.0f}%' for s in slow)}" if kind == "detect" else "")
+                     + f"; invalid {verdicts.count('invalid')}, error {verdicts.count('error')}; "
+                     f"{len(hosts)} host(s): {', '.join(hosts)}; days {', '.join(days)}")
+        for r, v in zip(sel, verdicts):
+            if (v == "fail") != (kind == "detect"):
+                lines.append(f"  {'false alarm' if kind == 'aa' else 'missed'} {r['card']}/{r['variant']}"
+                             f" {r['started']}: {v}, head/base {r['median']:.4f} "
+                             f"[{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]" if r["median"] is not None
+                             else f"  {r['card']}/{r['variant']} {r['started']}: {v}")
+        meds = sorted(r["median"] for r in sel if r["median"] is not None)
+        if meds:
+            lines.append(f"  head/base medians: min {meds[0]:.4f}, median {meds[len(meds) // 2]:.4f}, "
+                         f"max {meds[-1]:.4f}")
+    return "\n".join(lines) or "no recorded compares"
 
 
 def compare_error_rates(cards: str, repeats: int, slowdown: float, fast: bool = False,
-                        workdir: Path | None = None, variants=ONNX_VARIANTS) -> dict:
+                        workdir: Path | None = None, variants=ONNX_VARIANTS,
+                        history: Path | None = None) -> dict:
     """The same rates through `bench compare` (the working tree against itself, pairs
     interleaved on this host): each repeat one A/A compare of PyTorch and every ONNX variant,
-    and one with the head side's ONNX variants slowed (--inject-head)."""
+    and one with the head side's ONNX variants slowed (--inject-head). ``history``: a JSON-lines
+    file each compare's cases are appended to as soon as it ends."""
     work = Path(workdir or tempfile.mkdtemp(prefix="bench-selftest-compare-"))
     inject = ",".join(f"{v}={slowdown:g}" for v in variants)
     aa, detect = [], []
     for i in range(repeats):
-        aa += _compare(cards, work / f"aa{i}", ("pytorch",) + tuple(variants), fast, None)
-        detect += _compare(cards, work / f"slow{i}", variants, fast, inject)
+        for kind, name, var, inj in (("aa", f"aa{i}", ("pytorch",) + tuple(variants), None),
+                                     ("detect", f"slow{i}", tuple(variants), inject)):
+            doc = _compare(cards, work / name, var, fast, inj)
+            rows = history_rows(doc, kind, slowdown)
+            if history:
+                append_history(history, rows)
+            (aa if kind == "aa" else detect).extend(
+                (f"{r['card']}/{r['variant']}", rejudged(r), r["other_reasons"]) for r in rows)
     return {"workdir": str(work), "aa": aa, "detect": detect, "slowdown": slowdown, "via": "compare"}
 
 
