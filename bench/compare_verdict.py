@@ -9,7 +9,7 @@ Speed is the median of per-pair head/base time ratios with a 95% bootstrap inter
 fails when the head is slower beyond the tolerance *and* the slowdown is real: median above
 1 + tolerance, whole interval above 1 (asv's idea: a change must be both large and significant).
 Demanding the whole interval above 1 + tolerance instead caught a 20% slowdown on the smoke
-card only 6 times in 9: its medians sit near 1.19 and a 40-pair interval is about +-0.06.
+card only 6 times in 9 (its medians sit near 1.19; docs/gate.md).
 A failure decided by any figure wins over `invalid` (an interval too wide to decide speed).
 """
 from __future__ import annotations

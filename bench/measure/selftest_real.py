@@ -106,16 +106,15 @@ def history_rows(doc: dict, kind: str, slowdown: float) -> list[dict]:
 
 
 def rejudged(row: dict) -> str:
-    """A history row's verdict under today's rule: error, fail (time or any other figure),
-    invalid or pass, as bench.compare_verdict.verdict would say it."""
-    from bench.compare_verdict import MAX_REL_WIDTH, TIME_TOLERANCE, time_failure, tolerances
+    """A history row's verdict under today's rule (bench.compare_verdict.verdict on its time;
+    any other figure that failed then still fails)."""
+    from bench.compare_verdict import verdict
 
     if row["status"] != "ok" or row["median"] is None:
         return "error"
-    median, (lo, hi) = row["median"], row["ci95"]
-    if row["other_reasons"] or time_failure(median, lo, hi, float(tolerances()[TIME_TOLERANCE]["value"])):
+    if row["other_reasons"]:
         return "fail"
-    return "invalid" if hi - lo > MAX_REL_WIDTH * median else "pass"
+    return verdict({"time": {k: row[k] for k in ("median", "ci95", "n_pairs", "stop_reason")}})[0]
 
 
 def append_history(path: Path, rows: list[dict]) -> None:
@@ -137,29 +136,33 @@ def read_history(paths) -> list[dict]:
     return rows
 
 
+def _rate(verdicts, bad) -> str:
+    n, k = len(verdicts), sum(v in bad for v in verdicts)
+    return f"{k}/{n}" + (f" ({100 * k / n:.1f}%)" if n else "")
+
+
 def history_summary(rows: list[dict]) -> str:
     """The error rates over every recorded compare, re-judged with today's rule, by kind."""
     lines = []
-    for kind, bad, label in (("aa", {"fail"}, "A/A (working tree against itself): failed"),
-                             ("detect", {"fail"}, "injected slowdown: caught")):
+    for kind, label in (("aa", "A/A (working tree against itself): failed"),
+                        ("detect", "injected slowdown: caught")):
         sel = [r for r in rows if r["kind"] == kind and not r.get("fast")]
         if not sel:
             continue
         verdicts = [rejudged(r) for r in sel]
-        k = sum(v in bad for v in verdicts)
         hosts = sorted({f"{r['host']} ({r['cpu']})" for r in sel})
         days = sorted({(r["started"] or "")[:8] for r in sel})
-        slow = sorted({r["slowdown"] for r in sel})
-        lines.append(f"{label} {k}/{len(sel)} ({100 * k / len(sel):.1f}%)"
-                     + (f" at slowdown {', '.join(f'{100 * s:.0f}%' for s in slow)}" if kind == "detect" else "")
-                     + f"; invalid {verdicts.count('invalid')}, error {verdicts.count('error')}; "
-                     f"{len(hosts)} host(s): {', '.join(hosts)}; days {', '.join(days)}")
+        at = "" if kind == "aa" else " at slowdown " + ", ".join(
+            f"{100 * s:.0f}%" for s in sorted({r["slowdown"] for r in sel}))
+        lines.append(f"{label} {_rate(verdicts, {'fail'})}{at}; invalid {verdicts.count('invalid')}, "
+                     f"error {verdicts.count('error')}; {len(hosts)} host(s): {', '.join(hosts)}; "
+                     f"days {', '.join(days)}")
         for r, v in zip(sel, verdicts):
-            if (v == "fail") != (kind == "detect"):
-                lines.append(f"  {'false alarm' if kind == 'aa' else 'missed'} {r['card']}/{r['variant']}"
-                             f" {r['started']}: {v}, head/base {r['median']:.4f} "
-                             f"[{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]" if r["median"] is not None
-                             else f"  {r['card']}/{r['variant']} {r['started']}: {v}")
+            if (v == "fail") != (kind == "detect"):  # a false alarm, or a miss
+                what = "false alarm" if kind == "aa" else "missed"
+                ratio = "" if r["median"] is None else \
+                    f", head/base {r['median']:.4f} [{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]"
+                lines.append(f"  {what} {r['card']}/{r['variant']} {r['started']}: {v}{ratio}")
         meds = sorted(r["median"] for r in sel if r["median"] is not None)
         if meds:
             lines.append(f"  head/base medians: min {meds[0]:.4f}, median {meds[len(meds) // 2]:.4f}, "
@@ -185,7 +188,7 @@ def compare_error_rates(cards: str, repeats: int, slowdown: float, fast: bool = 
             if history:
                 append_history(history, rows)
             (aa if kind == "aa" else detect).extend(
-                (f"{r['card']}/{r['variant']}", rejudged(r), r["other_reasons"]) for r in rows)
+                (f"{c['card']}/{c['variant']}", c["verdict"], c.get("reasons") or []) for c in doc["cases"])
     return {"workdir": str(work), "aa": aa, "detect": detect, "slowdown": slowdown, "via": "compare"}
 
 
@@ -243,9 +246,7 @@ def summary(speed: dict | None, quality: list[dict] | None) -> str:
     lines = []
     if speed:
         def rate(rows, bad):
-            n = len(rows)
-            k = sum(v in bad for _, v, _ in rows)
-            return f"{k}/{n}" + (f" ({100 * k / n:.1f}%)" if n else "")
+            return _rate([v for _, v, _ in rows], bad)
         via_compare = speed.get("via") == "compare"
         against = ("bench compare of the working tree against itself" if via_compare
                    else "a baseline of this host (fresh processes)")
