@@ -143,6 +143,10 @@ def cmd_selftest(a) -> int:
                                                  speed_error_rates, summary)
 
         workdir = Path(a.workdir) if a.workdir else None
+        if a.history and not a.compare:
+            print("bench selftest: error: --history records `bench compare` cases; add --compare",
+                  file=sys.stderr)
+            return 2
         if a.compare:
             speed = compare_error_rates(a.card, a.repeats, a.slowdown, fast=a.fast, workdir=workdir,
                                         history=Path(a.history) if a.history else None)
@@ -291,7 +295,8 @@ def main(argv=None) -> int:
 
     st = sub.add_parser("selftest", help="measure the gate's false-alarm and miss rates")
     st.add_argument("--comparisons", type=int, default=200)
-    st.add_argument("--slowdown", type=float, default=0.20)
+    st.add_argument("--slowdown", type=float, default=0.20,
+                    help="the injected slowdown (0.2: 20%%); with --real, 0 runs the A/A part only")
     st.add_argument("--tolerance", type=float,
                     help="speedup tolerance to try instead of the default (e.g. 0 or 0.3)")
     st.add_argument("--simulated", action="store_true",
