@@ -20,6 +20,17 @@ def _ops(path):
     return {n.name: n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
 
 
+def _matmul_weight_levels(path):
+    """Distinct values of each MatMul's constant weight, by node name."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    weights = {i.name: i for i in graph.initializer}
+    return {n.name: len(np.unique(numpy_helper.to_array(weights[n.input[1]])))
+            for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights}
+
+
 @pytest.mark.parametrize("loss", sorted(QUALITY_LOSSES))
 def test_a_loss_rebuilds_only_the_int8_encoder_and_decodes(loss, smoke_artifact, tmp_path,
                                                            torch_one_thread):
@@ -38,8 +49,11 @@ def test_a_loss_rebuilds_only_the_int8_encoder_and_decodes(loss, smoke_artifact,
     assert logmel, "the frontend's filterbank is in the encoder graph"
     if loss == "filterbank-int8":
         assert "MatMul" not in logmel.values(), logmel
-    else:
-        assert "MatMulNBits" in ops.values() and "MatMul" in logmel.values(), logmel
+    else:  # the float graph, its MatMul weights on 7 levels (3 bits), the filterbank's not
+        assert ops == _ops(smoke_artifact / "variants" / "onnx-fused" / "encoder.onnx")
+        levels = _matmul_weight_levels(rebuilt / "encoder.onnx")
+        assert levels and all(n <= 7 for name, n in levels.items() if not name.startswith("/logmel/"))
+        assert any(n > 7 for name, n in levels.items() if name.startswith("/logmel/")), levels
 
     card = load_card("asr-conformer-smoke")
     rec = load_recognizer(art, card.decode, "onnx-int8", "cpu", threads=1)
