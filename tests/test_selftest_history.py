@@ -39,6 +39,19 @@ def test_rows_are_rejudged_and_counted(tmp_path):
     assert "false alarm c/onnx-int8" in text and "false alarm c/pytorch" in text
     assert "injected slowdown: caught 1/2 (50.0%) at slowdown 20%; invalid 1" in text
     assert "missed c/onnx-int8" in text and "1 host(s): h1 (CPU X); days 20261202" in text
+    assert "by card" not in text  # one card, one host: no breakdown
+
+
+def test_the_summary_breaks_counts_down_by_card_and_host():
+    rows = []
+    for host, card, median in (("h1", "a", 1.0), ("h1", "b", 1.13), ("h2", "a", 1.0)):
+        doc = compare_doc([("onnx", median, [1.02, 1.2], [])])
+        doc["host"]["host"], doc["cases"][0]["card"] = host, card
+        rows += history_rows(doc, "aa", 0.2)
+    text = history_summary(rows)
+    assert "failed 1/3 (33.3%)" in text
+    assert "  by card: a 0/2 (0.0%), b 1/1 (100.0%)" in text
+    assert "  by host: h1 1/2 (50.0%), h2 0/1 (0.0%)" in text
 
 
 def test_fast_rows_do_not_count_and_a_broken_line_is_named(tmp_path):

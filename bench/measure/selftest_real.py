@@ -158,6 +158,12 @@ def history_summary(rows: list[dict]) -> str:
         lines.append(f"{label} {_rate(verdicts, {'fail'})}{at}; invalid {verdicts.count('invalid')}, "
                      f"error {verdicts.count('error')}; {len(hosts)} host(s): {', '.join(hosts)}; "
                      f"days {', '.join(days)}")
+        for what in ("card", "host"):
+            groups = sorted({r[what] for r in sel})
+            if len(groups) > 1:
+                lines.append(f"  by {what}: " + ", ".join(
+                    f"{g} {_rate([v for r, v in zip(sel, verdicts) if r[what] == g], {'fail'})}"
+                    for g in groups))
         for r, v in zip(sel, verdicts):
             if (v == "fail") != (kind == "detect"):  # a false alarm, or a miss
                 what = "false alarm" if kind == "aa" else "missed"
