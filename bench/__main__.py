@@ -311,7 +311,8 @@ def main(argv=None) -> int:
                          "baseline and the committed file, detection of an injected slowdown")
     st.add_argument("--card", default="asr-conformer-tiny,slu-conformer-tiny,st-conformer-tiny",
                     help="--real: the cards (comma-separated)")
-    st.add_argument("--repeats", type=int, default=2, help="--real: A/A and slowed runs each (0: none, e.g. --quality alone)")
+    st.add_argument("--repeats", type=int, default=2,
+                    help="--real: A/A and slowed runs each (0: none, e.g. --quality alone)")
     st.add_argument("--compare", action="store_true",
                     help="--real: through `bench compare` (the working tree against itself; "
                          "the slowdown in the head side only) instead of stored baselines")

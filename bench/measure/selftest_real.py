@@ -11,7 +11,8 @@
   detection the same with the head side's ONNX variants slowed (``--inject-head``).
 - Quality: the trained ASR card's int8 encoder rebuilt with the mel-filterbank MatMul in int8
   too (the bug that once gave WER 96%), and with its float weights rounded to 3 bits (a
-  milder loss, about one WER point), decoded over the whole test split and gated against the shipped int8's WER.
+  milder loss, about one WER point), decoded over the whole test split and gated against the
+  shipped int8's WER.
 """
 from __future__ import annotations
 
@@ -187,12 +188,12 @@ def compare_error_rates(cards: str, repeats: int, slowdown: float, fast: bool = 
     work = Path(workdir or tempfile.mkdtemp(prefix="bench-selftest-compare-"))
     inject = ",".join(f"{v}={slowdown:g}" for v in variants)
     aa, detect = [], []
-    kinds = (("aa", "aa", ("pytorch",) + tuple(variants), None),
-             ("detect", "slow", tuple(variants), inject))
+    kinds = [("aa", "aa", ("pytorch",) + tuple(variants), None)]
+    if slowdown:  # 0: A/A only
+        kinds.append(("detect", "slow", tuple(variants), inject))
     for i in range(repeats):
-        for kind, name, var, inj in kinds[:1 if slowdown == 0 else 2]:  # 0: A/A only
-            name = f"{name}{i}"
-            doc = _compare(cards, work / name, var, fast, inj)
+        for kind, name, var, inj in kinds:
+            doc = _compare(cards, work / f"{name}{i}", var, fast, inj)
             rows = history_rows(doc, kind, slowdown)
             if history:
                 append_history(history, rows)
@@ -220,14 +221,15 @@ def _rounded_weights(bits: int):
         import onnx
         from onnx import numpy_helper
 
-        from bench.optimize.quantize import DEFAULT_SETTINGS
+        from bench.optimize.quantize import kept_float
 
         model = onnx.load(str(src))
         weights = {i.name: i for i in model.graph.initializer}
+        keep = set(kept_float(model.graph))
         levels = 2 ** (bits - 1) - 1
         for node in model.graph.node:
             w = weights.get(node.input[1]) if node.op_type == "MatMul" else None
-            if w is None or node.name.startswith(tuple(DEFAULT_SETTINGS["exclude_prefixes"])):
+            if w is None or node.name in keep:
                 continue
             a = numpy_helper.to_array(w).astype(np.float32)
             scale = float(np.abs(a).max()) / levels or 1.0
@@ -262,10 +264,9 @@ def _degraded_artifact(artifact: Path, tmp: Path, name: str, build) -> Path:
     return art
 
 
-def quality_detection(card_name: str = "asr-conformer-tiny", threads: int = 2,
-                      losses: dict | None = None) -> list[dict]:
-    """Each loss of ``losses`` (default QUALITY_LOSSES) decoded over the card's whole test
-    split and gated against the shipped int8's WER with the gate's own tolerance."""
+def quality_detection(card_name: str = "asr-conformer-tiny", threads: int = 2) -> list[dict]:
+    """Each of QUALITY_LOSSES decoded over the card's whole test split and gated against the
+    shipped int8's figure with the gate's own tolerance."""
     from bench.artifacts import ensure_artifact
     from bench.baseline import DEFAULT_TOLERANCES, compare_case
     from bench.trackers import decode_all
@@ -288,7 +289,7 @@ def quality_detection(card_name: str = "asr-conformer-tiny", threads: int = 2,
     shipped = score(artifact)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, build in (losses or QUALITY_LOSSES).items():
+        for name, build in QUALITY_LOSSES.items():
             got = score(_degraded_artifact(artifact, Path(tmp), name, build))
             case = {"task": card.task, "card": card.name, "variant": "onnx-int8", "device": "cpu",
                     "metrics": {metric: got}}

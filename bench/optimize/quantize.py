@@ -28,6 +28,11 @@ DEFAULT_SETTINGS = {
 }
 
 
+def kept_float(graph, prefixes=DEFAULT_SETTINGS["exclude_prefixes"]) -> list[str]:
+    """The names of the graph's nodes that int8 leaves float (``exclude_prefixes``)."""
+    return [n.name for n in graph.node if n.name.startswith(tuple(prefixes))]
+
+
 def quantize(src: Path, dst: Path, settings: dict | None = None,
              calibration: list[dict] | None = None) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -40,7 +45,7 @@ def quantize(src: Path, dst: Path, settings: dict | None = None,
     import onnx
 
     graph = onnx.load(str(src), load_external_data=False).graph
-    excluded = [n.name for n in graph.node if n.name.startswith(tuple(s["exclude_prefixes"]))]
+    excluded = kept_float(graph, s["exclude_prefixes"])
     record = dict(s)
     if calibration and any(n.op_type in s["static_op_types"] for n in graph.node):
         static = dst.with_suffix(".static.onnx")
