@@ -80,16 +80,24 @@ SPEEDUP_WHY = (
     "on another, same code), so across hosts the gate catches a lost optimisation, and "
     "`bench compare` (both sides on one host) catches a 20% slowdown")
 
+# The absolute speed rule and why (docs/gate.md, section 2).
+ABSOLUTE_WHY = (
+    "absolute speed depends on the host: gated only against baseline runs of this host, never "
+    "across hosts, and only once min_host_runs of them exist: one run shows the host's level, "
+    "not how far it moves between runs (two same-host runs of the class file differ by up to "
+    "32%; a busy host moved one case's latency 54% in an A/A run whose speedups all "
+    "passed). Fails above median(this host's runs) x (1 + t), t = max(value, spread_factor x "
+    "their spread); recorded and charted always")
+
 # metric -> how it is gated. mode: "relative" (tolerance is a fraction of the baseline) or
 # "absolute" (in the metric's own units); worse: the direction that counts as a regression.
 DEFAULT_TOLERANCES: dict[str, dict[str, Any]] = {
     "speedup": {"mode": "relative", "value": 0.10, "worse": "lower", "across_hosts": 0.40,
                 "spread_factor": 1.5, "why": SPEEDUP_WHY},
     "rtf": {"mode": "relative", "value": 0.50, "worse": "higher", "host_bound": True,
-            "why": "absolute speed depends on the host: gated only against baseline runs of this "
-                   "host (their median), never across hosts; recorded and charted always"},
+            "min_host_runs": 2, "spread_factor": 1.5, "why": ABSOLUTE_WHY},
     "latency_p50_ms": {"mode": "relative", "value": 0.50, "worse": "higher", "host_bound": True,
-                       "why": "as RTF: absolute, so only against runs of this host"},
+                       "min_host_runs": 2, "spread_factor": 1.5, "why": "as RTF"},
     "wer": {"mode": "absolute", "value": 0.5, "worse": "higher",
             "why": "WER is deterministic on CPU; +0.5 points allows tiny numeric drift "
                    "across library versions"},
@@ -125,7 +133,8 @@ BASELINE_METRICS = ("speedup", "speedup_ci95", "rtf", "latency_p50_ms", "wer", "
 RUN_METRICS = ("speedup", "speedup_ci95", "rtf", "latency_p50_ms")
 MAX_RUNS = 20  # the newest runs of an entry; older ones are history in results files
 
-_TOL_FIELDS = {"mode", "value", "worse", "why", "across_hosts", "spread_factor", "host_bound"}
+_TOL_FIELDS = {"mode", "value", "worse", "why", "across_hosts", "spread_factor", "host_bound",
+               "min_host_runs"}
 
 
 class BaselineError(ValueError):
@@ -162,7 +171,7 @@ def _check_tol(spec: Any, where: str, source: str, partial: bool) -> None:
         v = spec.get("value")
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
             raise BaselineError(f"{source}: {where}.value: expected a number >= 0, got {v!r}")
-    for extra in ("across_hosts", "spread_factor"):
+    for extra in ("across_hosts", "spread_factor", "min_host_runs"):
         v = spec.get(extra, 0)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
             raise BaselineError(f"{source}: {where}.{extra}: expected a number >= 0, got {v!r}")
@@ -354,18 +363,22 @@ def _speed_gate(metric: str, figures: Mapping, entry: Mapping, spec: Mapping,
     if host_bound and not same:
         return None, (f"{metric} not gated: no baseline run of this host ({host}); absolute "
                       "speed does not transfer between hosts")
+    needed = int(spec.get("min_host_runs", 1))
+    if host_bound and len(same) < needed:
+        return None, (f"{metric} not gated: {len(same)} baseline run(s) of this host, {needed} "
+                      "needed to know how far it moves between runs")
     pool = same if host_bound else (same or runs)
     if not pool:
         return None, None
     ref = _median([float(r[metric]) for r in pool])
+    spread = max(abs(float(r[metric]) / ref - 1) for r in pool) if ref else 0.0
     if host_bound:
-        tol, base_text = float(spec["value"]), "median of this host's runs"
+        floor, base_text = float(spec["value"]), "median of this host's runs"
     else:
         floor = float(spec["value"]) if same else float(spec.get("across_hosts", spec["value"]))
-        spread = max(abs(float(r[metric]) / ref - 1) for r in pool) if ref else 0.0
-        tol = max(floor, float(spec.get("spread_factor", 0)) * spread)
         base_text = ("baseline" if len(pool) == 1 else f"median of {len(pool)} baseline runs") + \
             ("" if same else " (other hosts)")
+    tol = max(floor, float(spec.get("spread_factor", 0)) * spread)
     measured = figures.get(metric)
     reason = _check_metric(metric, float(measured), _interval(figures, metric), ref, spec,
                            tol=tol, base_text=base_text)

@@ -101,6 +101,23 @@ def test_rtf_gated_only_against_runs_of_this_host():
     assert g["verdict"] == "pass" and "rtf not gated: no baseline run of this host" in g["notes"][0]
 
 
+def test_absolute_speed_needs_two_runs_of_this_host_and_widens_with_their_spread():
+    # one run of this host: its level, not how far it moves between runs; noted, not gated
+    g = bl.compare_case(_case(rtf=0.30), _entry(("hostA", None, 0.10)), TOL, host="hostA")
+    assert g["verdict"] == "pass"
+    assert g["notes"] == ["rtf not gated: 1 baseline run(s) of this host, 2 needed to know how "
+                          "far it moves between runs"]
+    # runs 0.08 and 0.12: median 0.10, spread 0.2 < 0.5/1.5, so the tolerance stays 0.5
+    tight = _entry(("hostA", None, 0.08), ("hostA", None, 0.12))
+    assert bl.compare_case(_case(rtf=0.151), tight, TOL, host="hostA")["verdict"] == "fail"
+    # runs 0.06 and 0.14: spread 0.4, tolerance 1.5 x 0.4 = 0.6: 0.151 is within it, 0.161 is not
+    wide = _entry(("hostA", None, 0.06), ("hostA", None, 0.14))
+    assert bl.compare_case(_case(rtf=0.151), wide, TOL, host="hostA")["verdict"] == "pass"
+    g = bl.compare_case(_case(rtf=0.161), wide, TOL, host="hostA")
+    assert g["reasons"][0].startswith("rtf rose: measured 0.1610 > median of this host's runs "
+                                      "0.1000 x (1 + 0.6) = 0.1600"), g
+
+
 def test_speedup_against_other_hosts_uses_the_wider_floor():
     entry = _entry(("hostA", 2.20, None))
     slower_host = _case(speedup=1.59, speedup_ci95=[1.29, 1.72])  # the false alarm

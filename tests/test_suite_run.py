@@ -100,6 +100,9 @@ def test_aa_two_runs_of_the_same_commit_pass(tmp_path):
     verdicts = {c["variant"]: c["gate"]["verdict"] for c in doc["cases"]}
     assert second.returncode == 0 and verdicts == {"pytorch": "pass", "onnx": "pass"}, \
         (verdicts, [c["gate"]["reasons"] for c in doc["cases"]])
+    # absolute speed against one run of this host: noted, not gated (docs/gate.md, section 2)
+    assert all(any("latency_p50_ms not gated: 1 baseline run(s) of this host" in n
+                   for n in c["gate"]["notes"]) for c in doc["cases"]), doc["cases"][0]["gate"]
     # other speech (--data): never judged by the card's own figures; new, for its own key
     from bench.paths import shared_dir
 
