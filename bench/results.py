@@ -69,6 +69,12 @@ def run_environment(run: Mapping[str, Any]) -> dict[str, Any]:
     for k in ENVIRONMENT_FIELDS:
         if k in run:
             env[k] = run[k]
+    lock = run.get("lock")
+    if isinstance(lock, dict):  # bench.lock.lock_status: the lock's hash, and what strays from it
+        env["lock"] = f"{lock.get('file')} sha256:{str(lock.get('sha256'))[:12]}"
+        env["lock.differs"] = ", ".join(
+            f"{name} {d.get('installed')} (locked {d.get('locked')})"
+            for name, d in sorted((lock.get("differs") or {}).items())) or "none"
     return env
 
 

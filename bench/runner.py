@@ -18,6 +18,7 @@ from bench.baseline import (BaselineError, baseline_from_results, baseline_path,
                             load_baselines, update_baselines)
 from bench.cases import BenchSession, run_case
 from bench.fingerprint import library_versions, machine_class, machine_fingerprint
+from bench.lock import lock_status
 from bench.paths import REPO_ROOT, baselines_dir, reports_dir
 from bench.results import add_case, append_utterances_jsonl, load_results, new_run, write_json_atomic
 
@@ -78,6 +79,7 @@ class SuiteRun:
         run.doc["run"]["ort_providers"] = onnxruntime.get_available_providers()
         run.doc["run"]["fast"] = run.session.fast
         run.doc["run"]["data_dir"] = run.session.data_dir  # None: each card's own data
+        run.doc["run"]["lock"] = lock_status()  # which requirements.lock, and what differs
         # A broken baseline file must stop the run before hours of measuring, with its name.
         run.baseline_doc = run.load_bar(fp["class"])
         return run
@@ -158,6 +160,10 @@ class SuiteRun:
             shutil.copyfile(run_dir / name, tmp)
             os.replace(tmp, self.out_dir / name)
         print(f"\nresults: {self.out_dir / 'results.json'}\nreport:  {self.out_dir / 'report.html'}")
+        strays = (self.doc["run"].get("lock") or {}).get("differs")
+        if strays:  # figures from another environment than the baselines' lock: say so up front
+            print(f"environment differs from requirements.lock in {len(strays)} package(s): "
+                  + ", ".join(f"{n} {d['installed']} (locked {d['locked']})" for n, d in strays.items()))
         if self.update:
             try:
                 path = update_baselines(self.doc, self.baselines, allow_skipped=True)
