@@ -52,7 +52,7 @@ class Worker:
             env["BENCH_SHARED"] = str(shared_dir())
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as err:
-            self.proc = subprocess.Popen([sys.executable, str(WORKER)], stdin=subprocess.PIPE,
+            self.proc = subprocess.Popen([side.python or sys.executable, str(WORKER)], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=err, text=True,
                                          cwd=side.root, env=env)
 
@@ -159,6 +159,7 @@ def run_case(sides: dict, card: str, variant: str, opts, logs: Path) -> dict:
     case["peak_rss_mb"] = _pair({n: m["hwm_mb"] for n, m in memory.items()})
     case["torch_imported"] = {n: m["torch_imported"] for n, m in memory.items()}
     case["sides"] = {n: {"bench_file": loaded[n]["bench_file"], "artifact": loaded[n]["artifact"],
+                         "libraries": loaded[n].get("libraries"),
                          "load_s": loaded[n]["load_s"], "rss_before_load_mb": loaded[n]["rss_before_load_mb"],
                          "quality_s": quality[n]["seconds"], "notes": quality[n]["notes"],
                          "texts": quality[n].get("texts")} for n in workers}
@@ -235,13 +236,20 @@ def _cases(a) -> list[tuple[str, str]] | str:
 
 
 def cmd_compare(a) -> int:
-    from bench.compare_revs import RevError, checkout, resolve
+    from dataclasses import replace
+
+    from bench.compare_revs import WORKTREE, RevError, checkout, resolve
     from bench.fingerprint import machine_class, machine_fingerprint
     from bench.results import write_json_atomic
 
+    from bench.compare_envs import EnvError, candidate_python, parse_pins
+
+    if a.head is None:  # an environment comparison runs one revision in both environments
+        a.head = a.base if a.head_env and not a.base_env else WORKTREE
     try:
         sides = {"base": resolve("base", a.base), "head": resolve("head", a.head)}
-    except RevError as e:
+        pins = {n: parse_pins(e, f"--{n}-env") for n, e in (("base", a.base_env), ("head", a.head_env)) if e}
+    except (RevError, EnvError) as e:
         return _usage_error(str(e))
     cases = _cases(a)
     if isinstance(cases, str):
@@ -265,6 +273,14 @@ def cmd_compare(a) -> int:
     except subprocess.CalledProcessError as e:
         print(f"bench compare: error: cannot check out a revision: {' '.join(e.cmd)}: "
               f"{(e.stderr or '').strip()}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        for n, p in pins.items():
+            print(f"bench compare: {n} environment: this one + {' '.join(f'{k}=={v}' for k, v in p.items())} "
+                  "(built once into .cache/envs/)", file=sys.stderr)
+            sides[n] = replace(sides[n], pins=tuple(sorted(p.items())), python=candidate_python(p))
+    except (EnvError, subprocess.CalledProcessError) as e:
+        print(f"bench compare: error: cannot build the {n} environment: {e}", file=sys.stderr)
         return EXIT_ERROR
     host = machine_fingerprint()
     doc = {"schema": SCHEMA, "started": started, "complete": False,
@@ -308,7 +324,13 @@ def add_parser(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--base", default="HEAD", help="a git revision of this repository, or "
                    f"{WORKTREE} (the working tree as it is, uncommitted changes included); default HEAD")
-    c.add_argument("--head", default=WORKTREE, help=f"as --base; default {WORKTREE}")
+    c.add_argument("--head", help=f"as --base; default {WORKTREE}, or --base's revision when only "
+                   "--head-env is given (the same code in two environments)")
+    c.add_argument("--base-env", metavar="PINS", help="the base side's environment: this one "
+                   "(requirements.lock) with these packages at these versions, e.g. 'onnxruntime==1.31.1 "
+                   "onnx==1.23.2'; built once into a venv under .cache/envs/ (default: this environment)")
+    c.add_argument("--head-env", metavar="PINS", help="as --base-env, for the head side: the candidate "
+                   "an upgrade decision is about")
     c.add_argument("--card", help="only these cards (comma-separated), whatever their tier")
     c.add_argument("--tier", default="main", help="cards of these tiers when --card is not given: "
                    "main (default), smoke, accuracy, paper (comma-separated), or all")

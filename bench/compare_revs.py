@@ -30,15 +30,19 @@ class Side:
     sha: str | None         # the commit; for WORKTREE the commit it sits on (None outside git)
     dirty: bool = False     # WORKTREE only: it has changes the commit does not
     root: Path | None = None  # the checkout whose bench/ this side runs (set by checkout)
+    pins: tuple = ()        # (name, version) installed over this environment (bench.compare_envs)
+    python: str | None = None  # the interpreter with those pins; None: this one
 
     @property
     def label(self) -> str:
         short = self.sha[:10] if self.sha else "no git"
-        return f"{self.rev} ({short}{', uncommitted changes' if self.dirty else ''})"
+        env = "".join(f" + {n}=={v}" for n, v in self.pins)
+        return f"{self.rev} ({short}{', uncommitted changes' if self.dirty else ''}){env}"
 
     def as_dict(self) -> dict:
         return {"rev": self.rev, "sha": self.sha, "dirty": self.dirty,
-                "root": str(self.root) if self.root else None}
+                "root": str(self.root) if self.root else None,
+                "env": {"pins": dict(self.pins), "python": self.python}}
 
 
 def _git(repo: Path, *args: str) -> str:

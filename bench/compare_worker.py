@@ -76,7 +76,16 @@ class Worker:
         t = time.perf_counter()
         self.rec = load_recognizer(artifact, self.card.decode, variant, device, threads)
         load_s = time.perf_counter() - t
+        import importlib.metadata as meta
+
+        libraries = {}
+        for name in ("onnxruntime", "onnxruntime-gpu", "onnx", "torch", "espnet", "numpy"):
+            try:
+                libraries[name] = meta.version(name)
+            except meta.PackageNotFoundError:
+                pass
         return {"bench_file": bench.__file__, "artifact": str(artifact), "n_items": len(self.utts),
+                "libraries": libraries,
                 "n_timed": len(self.subset), "family": self.task.family,
                 "model_mb": model_size_mb(artifact, variant), "load_s": load_s,
                 "rss_before_load_mb": rss_before}

@@ -184,6 +184,34 @@ def test_a_a_passes_and_an_unknown_variant_is_that_case_s_error(smoke_cache, tmp
     assert "unknown variant 'no-such-variant'" in cases["no-such-variant"]["reasons"][0]
 
 
+@pytest.mark.slow
+def test_an_environment_comparison_runs_the_candidate_s_libraries(smoke_cache, tmp_path):
+    """--head-env alone: the same revision on both sides, the head in a venv with the pin
+    (bench/compare_envs.py). What it checks is that each side ran its own libraries and
+    exported its own artifact; the speed verdict is the measurement's, not asserted here."""
+    from bench.lock import read_lock
+
+    locked = read_lock()["onnxruntime"]
+    candidate = "1.31.1" if locked != "1.31.1" else "1.32.0"
+    out = tmp_path / "env"
+    p = compare("--base", "WORKTREE", "--head-env", f"onnxruntime=={candidate}", "--card", SMOKE,
+                "--variant", "onnx", "--fast", "--threads", "1", "--out", str(out),
+                env=run_env(smoke_cache, REPO_ROOT))
+    assert p.returncode in (0, 1, 4), p.stdout + p.stderr  # a verdict, not a harness error
+    assert f"+ onnxruntime=={candidate}" in p.stderr
+    doc, cases = cases_of(out)
+    assert doc["head"]["rev"] == "WORKTREE" and doc["head"]["env"]["pins"] == {"onnxruntime": candidate}
+    assert doc["base"]["env"] == {"pins": {}, "python": None}
+    sides = cases["onnx"]["sides"]
+    assert sides["base"]["libraries"]["onnxruntime"] == locked
+    assert sides["head"]["libraries"]["onnxruntime"] == candidate
+    assert sides["base"]["artifact"] != sides["head"]["artifact"]  # exported under each onnxruntime
+    assert cases["onnx"]["between"]["agreement_ter"] is not None
+
+    p = compare("--head-env", "onnxruntime>=1.31", "--card", SMOKE, "--out", str(tmp_path / "bad"))
+    assert p.returncode == 2 and "--head-env: 'onnxruntime>=1.31' is not 'package==version'" in p.stderr
+
+
 def git(repo, *args):
     return subprocess.run(["git", "-C", str(repo), "-c", "user.name=bench test", "-c",
                            "user.email=bench@test.invalid", "-c", "commit.gpgsign=false", *args],
