@@ -25,6 +25,7 @@ from bench.families import get_family
 from bench.paths import cache_dir, corpora_dir, reports_dir, shared_dir
 
 SCHEMA = "bench-compare/1"
+MODELS = "models"  # the case's card name when both sides run a user's model (--base/--head-model)
 WORKER = Path(__file__).resolve().parent / "compare_worker.py"
 EXIT_FAIL, EXIT_USAGE, EXIT_ERROR, EXIT_INVALID = 1, 2, 3, 4
 EXIT_HELP = """exit status (worst first): 1 a case failed (head slower or worse than base beyond
@@ -113,25 +114,37 @@ def time_pairs(run_base, run_head, fast: bool, clock=time.monotonic) -> dict:
             "timing_s": clock() - t0, "warmup": warmup, "pairs": pairs}
 
 
-def run_case(sides: dict, card: str, variant: str, opts, logs: Path) -> dict:
-    """Measure one (card, variant) on both sides; errors are reported in the case."""
+def run_case(sides: dict, card: str, variant: str, opts, logs: Path, references: dict | None = None) -> dict:
+    """Measure one (card, variant) on both sides; errors are reported in the case.
+
+    ``references`` caches each side's PyTorch outputs per card across the run's cases (they
+    live under logs/../references/): each side's variant is scored against its own side's
+    PyTorch, as the main job scores agreement.
+    """
+    from bench.variants import REFERENCE
+
     name = Path(card).stem  # a card file's name without its folder
     case = {"card": name, "variant": variant, "device": opts.device, "status": "ok"}
+    references = {} if references is None else references
     workers: dict = {}
     try:
         with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
             artifacts = {}
-            for side in sides.values():  # exports in a process of their own (not in the peak RSS)
-                w = Worker(side, logs / f"{name}.{variant}.{side.name}.export.log")
+            for side in sides.values():  # exports (and the references) in a process of their own:
+                w = Worker(side, logs / f"{name}.{variant}.{side.name}.export.log")  # not in the peak RSS
                 try:
-                    artifacts[side.name] = w.call("export", card=card)["artifact"]
+                    artifacts[side.name] = w.call("export", card=card, model=side.model)["artifact"]
+                    if variant != REFERENCE and (side.name, card) not in references:
+                        references[side.name, card] = _reference_outputs(w, side, card, artifacts[side.name],
+                                                                         opts, logs.parent / "references")
                 finally:
                     w.close()
             for side in sides.values():
                 workers[side.name] = Worker(side, logs / f"{name}.{variant}.{side.name}.log",
                                             inject=opts.inject_head if side.name == "head" else None)
             loaded = {n: w.call("load", card=card, variant=variant, device=opts.device,
-                                threads=opts.threads, artifact=artifacts[n], data=opts.data)
+                                threads=opts.threads, artifact=artifacts[n], data=opts.data,
+                                model=sides[n].model)
                       for n, w in workers.items()}
             for n, info in loaded.items():  # the worker must run its side's code, nothing else
                 if not Path(info["bench_file"]).resolve().is_relative_to(Path(sides[n].root).resolve()):
@@ -139,8 +152,13 @@ def run_case(sides: dict, card: str, variant: str, opts, logs: Path) -> dict:
                                       f"not from its checkout {sides[n].root}")
             waves = {n: str(Path(tmp) / f"{n}.npz") for n in workers}
             quality = {n: w.call("quality", waves_path=waves[n]) for n, w in workers.items()}
-            family = loaded["head"]["family"]
-            case["between"] = get_family(family).outputs_agreement(quality["base"], quality["head"], waves)
+            family = get_family(loaded["head"]["family"])
+            if variant != REFERENCE:  # copies: outputs_agreement consumes the records it reads
+                for n in workers:
+                    ref = references[n, card]
+                    quality[n]["metrics"].update(family.outputs_agreement(
+                        dict(ref["quality"]), dict(quality[n]), {"base": ref["waves"], "head": waves[n]}))
+            case["between"] = family.outputs_agreement(quality["base"], quality["head"], waves)
             case["time"] = time_pairs(lambda: workers["base"].call("round")["seconds"],
                                       lambda: workers["head"].call("round")["seconds"], opts.fast)
             memory = {n: w.call("memory") for n, w in workers.items()}
@@ -167,6 +185,18 @@ def run_case(sides: dict, card: str, variant: str, opts, logs: Path) -> dict:
     return case
 
 
+def _reference_outputs(w: Worker, side, card: str, artifact: str, opts, folder: Path) -> dict:
+    """The side's PyTorch outputs on the card's data, decoded by worker ``w`` (its export
+    process); TTS waves are kept in ``folder``."""
+    from bench.variants import REFERENCE
+
+    folder.mkdir(parents=True, exist_ok=True)
+    waves = folder / f"{Path(card).stem}.{side.name}.npz"
+    w.call("load", card=card, variant=REFERENCE, device=opts.device, threads=opts.threads,
+           artifact=artifact, data=opts.data, model=side.model)
+    return {"quality": w.call("quality", waves_path=str(waves)), "waves": str(waves)}
+
+
 def _pair(values: dict) -> dict:
     b, h = values.get("base"), values.get("head")
     return {"base": b, "head": h, "delta": None if b is None or h is None else h - b}
@@ -183,32 +213,6 @@ def exit_status(cases: list[dict]) -> int:
     return 0
 
 
-def format_table(cases: list[dict]) -> str:
-    from bench.compare_verdict import QUALITY, fmt
-
-    head = ("card", "variant", "head/base time [95% CI]", "quality base->head", "agreement",
-            "model MB delta", "peak RSS MB delta", "verdict", "reasons")
-    rows = []
-    for c in cases:
-        t = c.get("time")
-        q = c.get("quality") or {}
-        quality = ", ".join(f"{m} {fmt(q['base'][m])}->{fmt(q['head'][m])}" for m in QUALITY
-                            if (q.get("base") or {}).get(m) is not None
-                            and (q.get("head") or {}).get(m) is not None) or "-"
-        between = ", ".join(f"{k} {fmt(v)}" for k, v in (c.get("between") or {}).items() if v is not None)
-
-        def delta(key):
-            d = (c.get(key) or {}).get("delta")
-            return "-" if d is None else f"{d:+.2f} (of {fmt(c[key]['base'])})"
-        rows.append((c["card"], c["variant"],
-                     f"{t['median']:.4f} [{t['ci95'][0]:.4f}, {t['ci95'][1]:.4f}] ({t['n_pairs']} pairs)" if t else "-",
-                     quality, between or "-", delta("model_mb"), delta("peak_rss_mb"), c["verdict"],
-                     "; ".join(c.get("reasons") or []) or "-"))
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head) - 1)]
-    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(r, widths)) + "  " + str(r[-1])
-                     for r in [head, *rows])
-
-
 def _usage_error(msg: str) -> int:
     print(f"bench compare: error: {msg}", file=sys.stderr)
     return EXIT_USAGE
@@ -220,10 +224,13 @@ def _cases(a) -> list[tuple[str, str]] | str:
     from bench.zoo.cards import CardError, list_cards, load_card
 
     try:
-        # a card file is passed to the workers by absolute path, a built-in card by name
-        cards = [c.strip() if not Path(c.strip()).suffix else str(Path(c.strip()).resolve())
-                 for c in a.card.split(",") if load_card(c.strip())] if a.card else \
-            [c.name for c in list_cards(a.tier)]
+        if a.base_model:  # each side runs its own model (cmd_compare checked the pair)
+            cards = [MODELS]
+        elif a.card:  # a card file is passed to the workers by absolute path, a built-in card by name
+            cards = [c.strip() if not Path(c.strip()).suffix else str(Path(c.strip()).resolve())
+                     for c in a.card.split(",") if load_card(c.strip())]
+        else:
+            cards = [c.name for c in list_cards(a.tier)]
     except CardError as e:
         return str(e)
     if not cards:
@@ -235,17 +242,46 @@ def _cases(a) -> list[tuple[str, str]] | str:
     return [(c, v) for c in cards for v in variants]
 
 
+def _models(a) -> dict[str, str] | str:
+    """{side: absolute path} of --base-model/--head-model, or a usage error's message: both or
+    neither, not with --card, each one a model bench.zoo.user_model can locate."""
+    from bench.zoo.cards import CardError
+    from bench.zoo.user_model import locate
+
+    given = {n: m for n, m in (("base", a.base_model), ("head", a.head_model)) if m}
+    if not given:
+        return {}
+    if len(given) == 1:
+        missing = "head" if "base" in given else "base"
+        return f"--{missing}-model is missing: a model comparison runs one model on each side"
+    if a.card:
+        return "--card with --base-model/--head-model: a model comparison runs the two models, not cards"
+    for n, m in given.items():
+        try:
+            locate(Path(m).expanduser().resolve())
+        except (CardError, OSError, ValueError) as e:
+            return f"--{n}-model: {e}"
+        except Exception as e:  # a broken zip and the like: still the user's file, named
+            return f"--{n}-model {m}: {type(e).__name__}: {e}"
+    return {n: str(Path(m).expanduser().resolve()) for n, m in given.items()}
+
+
 def cmd_compare(a) -> int:
     from dataclasses import replace
 
+    from bench.compare_verdict import decision
+    from bench.report.compare_page import format_table
+
     from bench.compare_revs import WORKTREE, RevError, checkout, resolve
     from bench.fingerprint import machine_class, machine_fingerprint
-    from bench.results import write_json_atomic
 
     from bench.compare_envs import EnvError, candidate_python, parse_pins
 
-    if a.head is None:  # an environment comparison runs one revision in both environments
-        a.head = a.base if a.head_env and not a.base_env else WORKTREE
+    models = _models(a)
+    if isinstance(models, str):
+        return _usage_error(models)
+    if a.head is None:  # an environment or model comparison runs one revision on both sides
+        a.head = a.base if (a.head_env and not a.base_env) or models else WORKTREE
     try:
         sides = {"base": resolve("base", a.base), "head": resolve("head", a.head)}
         pins = {n: parse_pins(e, f"--{n}-env") for n, e in (("base", a.base_env), ("head", a.head_env)) if e}
@@ -269,7 +305,7 @@ def cmd_compare(a) -> int:
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = Path(a.out) if a.out else reports_dir() / "compare" / f"{started}-{uuid.uuid4().hex[:6]}"
     try:
-        sides = {n: checkout(s) for n, s in sides.items()}
+        sides = {n: replace(checkout(s), model=models.get(n)) for n, s in sides.items()}
     except subprocess.CalledProcessError as e:
         print(f"bench compare: error: cannot check out a revision: {' '.join(e.cmd)}: "
               f"{(e.stderr or '').strip()}", file=sys.stderr)
@@ -292,14 +328,15 @@ def cmd_compare(a) -> int:
            "cases": []}
     print(f"bench compare: base {sides['base'].label} vs head {sides['head'].label}, "
           f"{len(cases)} case(s) -> {out}", file=sys.stderr)
-    write_json_atomic(out / "compare.json", doc)
+    _write(out, doc)
+    references: dict = {}  # each side's PyTorch outputs per card, decoded once in the run
     try:
         for card, variant in cases:
             t = time.monotonic()
-            case = run_case(sides, card, variant, a, out / "logs")
+            case = run_case(sides, card, variant, a, out / "logs", references)
             case["wall_s"] = time.monotonic() - t
             doc["cases"].append(case)
-            write_json_atomic(out / "compare.json", doc)  # a stopped run keeps the cases it finished
+            _write(out, doc)  # a stopped run keeps the cases it finished
             print(f"  {card} {variant}: {case['verdict']} ({case['wall_s']:.0f} s)", file=sys.stderr)
     except KeyboardInterrupt:  # the workers got the same SIGINT; run_case has closed them
         print(f"bench compare: interrupted; the finished cases are in {out / 'compare.json'}",
@@ -307,10 +344,22 @@ def cmd_compare(a) -> int:
         return EXIT_USAGE
     doc.update(complete=True, exit_status=exit_status(doc["cases"]))
     doc["settings"]["loadavg_1m_after"] = os.getloadavg()[0]
-    write_json_atomic(out / "compare.json", doc)
+    _write(out, doc)
     print(format_table(doc["cases"]))
+    go, why = decision(doc)
+    print(f"head as a candidate: {go}" + "".join(f"\n  - {w}" for w in why))
     print(out / "compare.json")
+    print(out / "compare.html")
     return doc["exit_status"]
+
+
+def _write(out: Path, doc: dict) -> None:
+    """compare.json, and the page that shows it (bench.report.compare_page)."""
+    from bench.report.compare_page import render_compare_html
+    from bench.results import write_json_atomic, write_text_atomic
+
+    write_json_atomic(out / "compare.json", doc)
+    write_text_atomic(out / "compare.html", render_compare_html(doc))
 
 
 def add_parser(sub) -> None:
@@ -331,6 +380,11 @@ def add_parser(sub) -> None:
                    "onnx==1.23.2'; built once into a venv under .cache/envs/ (default: this environment)")
     c.add_argument("--head-env", metavar="PINS", help="as --base-env, for the head side: the candidate "
                    "an upgrade decision is about")
+    c.add_argument("--base-model", metavar="PATH", help="your ESPnet ASR model for the base side, "
+                   "run instead of the cards: an exp dir, a .pth in one, or a packed zip; with "
+                   "--head-model, two checkpoints side by side (the shipped one and its successor): "
+                   "judged on the references (--data) and each on agreement with its own PyTorch")
+    c.add_argument("--head-model", metavar="PATH", help="as --base-model, for the head side")
     c.add_argument("--card", help="only these cards (comma-separated), whatever their tier")
     c.add_argument("--tier", default="main", help="cards of these tiers when --card is not given: "
                    "main (default), smoke, accuracy, paper (comma-separated), or all")

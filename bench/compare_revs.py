@@ -32,17 +32,19 @@ class Side:
     root: Path | None = None  # the checkout whose bench/ this side runs (set by checkout)
     pins: tuple = ()        # (name, version) installed over this environment (bench.compare_envs)
     python: str | None = None  # the interpreter with those pins; None: this one
+    model: str | None = None  # a user's ESPnet model this side runs instead of the cards
 
     @property
     def label(self) -> str:
         short = self.sha[:10] if self.sha else "no git"
         env = "".join(f" + {n}=={v}" for n, v in self.pins)
-        return f"{self.rev} ({short}{', uncommitted changes' if self.dirty else ''}){env}"
+        model = f", model {self.model}" if self.model else ""
+        return f"{self.rev} ({short}{', uncommitted changes' if self.dirty else ''}){env}{model}"
 
     def as_dict(self) -> dict:
         return {"rev": self.rev, "sha": self.sha, "dirty": self.dirty,
                 "root": str(self.root) if self.root else None,
-                "env": {"pins": dict(self.pins), "python": self.python}}
+                "env": {"pins": dict(self.pins), "python": self.python}, "model": self.model}
 
 
 def _git(repo: Path, *args: str) -> str:

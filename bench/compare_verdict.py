@@ -30,10 +30,9 @@ MAX_REL_WIDTH = 0.50                # wider than this when timing stops: speed i
 
 # The gate's tolerance for speed applies to head/base time: both say "slower by more than x".
 TIME_TOLERANCE = "speedup"
-# Scored against references on each side, compared base -> head.
-QUALITY = ("wer", "cer", "bleu", "intent_acc")
-# Computed between the sides' outputs (head against base): 0 when they are identical.
-BETWEEN = ("agreement_ter", "tts_distance")
+# Scored on each side, compared base -> head: against the references, and (the last two)
+# against the side's own PyTorch outputs, as the main job scores agreement.
+QUALITY = ("wer", "cer", "bleu", "intent_acc", "agreement_ter", "tts_distance")
 SIZES = ("model_mb", "peak_rss_mb")  # each side's own figure, compared base -> head
 
 
@@ -64,7 +63,10 @@ def stop_reason(ratios: Sequence[float], elapsed_s: float, fast: bool = False) -
     if len(ratios) < (MIN_PAIRS_FAST if fast else MIN_PAIRS):
         return None
     median, (lo, hi) = ratio_summary(ratios)
-    if hi - lo < STOP_REL_WIDTH * median:
+    # the interval of a few pairs is their range: narrow by chance as often as not, so it
+    # ends the timing only from MIN_PAIRS on (--fast too: two pairs at 1.22 and 1.12 once
+    # stopped, and failed, an A/A of the smoke card on a noisy host)
+    if len(ratios) >= MIN_PAIRS and hi - lo < STOP_REL_WIDTH * median:
         return f"interval narrower than {STOP_REL_WIDTH:.2f} x the median"
     if len(ratios) >= MAX_PAIRS:
         return f"{MAX_PAIRS} pairs"
@@ -95,7 +97,10 @@ def verdict(case: Mapping[str, Any], tol: Mapping[str, Mapping[str, Any]] | None
 
     ``case``: ``time`` {median, ci95}; ``quality`` {base: {metric: v}, head: {...}};
     ``between`` {agreement_ter | tts_distance: head against base}; ``model_mb`` and
-    ``peak_rss_mb`` {base, head}. A figure missing on either side is not judged.
+    ``peak_rss_mb`` {base, head}. A figure missing on either side is not judged. ``between``
+    is reported, never judged: sides that differ are not worse for it (two checkpoints, or an
+    int8 graph quantized by another onnxruntime); each side's agreement with its own PyTorch
+    (in ``quality``) is what is judged.
     """
     tol = tolerances() if tol is None else tol
     fails: list[str] = []
@@ -108,9 +113,6 @@ def verdict(case: Mapping[str, Any], tol: Mapping[str, Mapping[str, Any]] | None
         b, h = (q.get("base") or {}).get(m), (q.get("head") or {}).get(m)
         if b is not None and h is not None and m in tol:
             fails.append(_check(m, b, h, tol[m]))
-    for m, value in (case.get("between") or {}).items():
-        if value is not None and m in tol:
-            fails.append(_check(f"{m} (head vs base)", 0.0, value, tol[m]))
     for m in SIZES:
         sizes = case.get(m) or {}
         if sizes.get("base") is not None and sizes.get("head") is not None and m in tol:
@@ -123,3 +125,16 @@ def verdict(case: Mapping[str, Any], tol: Mapping[str, Mapping[str, Any]] | None
                            f"{MAX_REL_WIDTH:.2f} x the median {median:.4f} "
                            f"(after {t.get('n_pairs', '?')} pairs, stopped at {t.get('stop_reason')})"]
     return "pass", []
+
+
+def decision(doc: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """("GO" | "NO-GO", why) for the head side as a candidate: GO only when the run finished
+    and every case passed; a case that failed, could not run or was too noisy to decide is a
+    reason not to ship it yet."""
+    why = [f"{c['card']} {c['variant']}: {c['verdict']}: {'; '.join(c.get('reasons') or [])}"
+           for c in doc.get("cases", []) if c.get("verdict") != "pass"]
+    if not doc.get("complete"):
+        why.insert(0, "the run did not finish: only the cases listed were measured")
+    if not doc.get("cases"):
+        why.append("no case was measured")
+    return ("NO-GO" if why else "GO"), why

@@ -25,7 +25,7 @@ import traceback  # noqa: E402
 
 # These metrics compare an output with the third argument of task.score (the PyTorch outputs
 # in a benchmark run). A worker has only its own outputs, so they would be self-comparisons;
-# bench compare computes them between the two sides instead.
+# bench compare computes them against the side's own PyTorch outputs, and between the sides.
 SELF_COMPARISONS = ("agreement_ter", "tts_distance")
 
 
@@ -37,20 +37,31 @@ def _status_mb(key: str):
     return None
 
 
+def _card(card: str, model=None):
+    """The built-in card or card file; with ``model``, the ad-hoc card of a user's ESPnet model
+    (exp dir, .pth, packed zip), so two checkpoints can be compared as two sides."""
+    if model:
+        from bench.zoo.user_model import user_card
+
+        return user_card(model)
+    from bench.zoo.cards import load_card
+
+    return load_card(card)
+
+
 class Worker:
     def __init__(self):
         self.card = self.rec = self.utts = self.subset = None
 
-    def op_export(self, card: str) -> dict:
+    def op_export(self, card: str, model=None) -> dict:
         """Build (or find) the card's artifact with this side's exporter. Run in a process of its
         own, before the measured one, so an export never lands in a measured peak RSS."""
         from bench.artifacts import ensure_artifact
-        from bench.zoo.cards import load_card
 
-        return {"artifact": str(ensure_artifact(load_card(card)))}
+        return {"artifact": str(ensure_artifact(_card(card, model)))}
 
     def op_load(self, card: str, variant: str, device: str, threads: int, artifact: str,
-                data=None) -> dict:
+                data=None, model=None) -> dict:
         """Load the variant from the artifact the export op gave (ensure_artifact itself imports
         the exporter, and with it torch, which would weigh on an ONNX variant's peak RSS)."""
         from pathlib import Path
@@ -61,11 +72,10 @@ class Worker:
         from bench.runtime.load import load_recognizer, model_size_mb
         from bench.tasks import get_task
         from bench.variants import get_variant
-        from bench.zoo.cards import load_card
 
         rss_before = _status_mb("VmRSS")
         get_variant(variant)  # this revision's registry: an unknown name fails here, named
-        self.card = load_card(card)
+        self.card = _card(card, model)
         self.task = get_task(self.card.task)
         artifact = Path(artifact)
         error = (artifact_info(artifact).get("variants", {}).get(variant) or {}).get("error")

@@ -46,15 +46,16 @@ def test_wide_interval_is_invalid_unless_something_fails():
 
 def test_quality_sizes_and_agreement_use_the_gate_tolerances():
     case = {**timed(1.0, 0.98, 1.02),
-            "quality": {"base": {"wer": 10.0, "bleu": 30.0}, "head": {"wer": 10.6, "bleu": 28.5}},
-            "between": {"agreement_ter": 2.0},
+            "quality": {"base": {"wer": 10.0, "bleu": 30.0, "agreement_ter": 0.0},
+                        "head": {"wer": 10.6, "bleu": 28.5, "agreement_ter": 2.0}},
+            "between": {"agreement_ter": 40.0},  # reported, not judged: different is not worse
             "model_mb": {"base": 100.0, "head": 111.0},
             "peak_rss_mb": {"base": 400.0, "head": 440.0}}
     v, reasons = verdict(case)
     assert v == "fail"
     assert reasons == ["wer 10.00 -> 10.60 > 10.00 + 0.50 = 10.50",
                        "bleu 30.00 -> 28.50 < 30.00 - 1.00 = 29.00",
-                       "agreement_ter (head vs base) 0.0000 -> 2.000 > 0.0000 + 1.00 = 1.000",
+                       "agreement_ter 0.0000 -> 2.000 > 0.0000 + 1.00 = 1.000",
                        "model_mb 100.0 -> 111.0 > 100.0 x (1 + 0.10) = 110.0"]  # RSS +10% < 25%
     case["peak_rss_mb"]["head"] = 520.0
     assert verdict(case)[1][-1] == "peak_rss_mb 400.0 -> 520.0 > 400.0 x (1 + 0.25) = 500.0"
@@ -66,9 +67,35 @@ def test_quality_sizes_and_agreement_use_the_gate_tolerances():
     assert verdict(timed(1.05, 1.03, 1.07), strict)[0] == "fail"
 
 
+def test_the_decision_and_the_page_show_every_case_that_blocks_the_candidate():
+    from bench.compare_verdict import decision
+    from bench.report.compare_page import format_table, render_compare_html
+
+    ok = {"card": "c", "variant": "onnx", "verdict": "pass", "reasons": [], **timed(0.95, 0.9, 1.0),
+          "quality": {"base": {"wer": 6.7, "agreement_ter": 0.0}, "head": {"wer": 6.7, "agreement_ter": 0.0}},
+          "sides": {"head": {"libraries": {"onnxruntime": "1.32.0"}}}}
+    doc = {"complete": True, "cases": [ok], "base": {"rev": "HEAD", "sha": "a" * 40, "env": {"pins": {}}},
+           "head": {"rev": "HEAD", "sha": "a" * 40, "env": {"pins": {"onnxruntime": "1.32.0"}}},
+           "host": {"host": "h1", "cpu": "EPYC", "cores": 2, "class": "k"}, "settings": {"threads": 2}}
+    assert decision(doc) == ("GO", [])
+    page = render_compare_html(doc)
+    assert ">GO</div>" in page and "HEAD (aaaaaaaaaa) + onnxruntime==1.32.0" in page
+    assert "onnxruntime 1.32.0" in page and "wer 6.700-&gt;6.700, agreement_ter 0.0000-&gt;0.0000" in page
+    bad = {**ok, "variant": "onnx-int8", "verdict": "fail", "reasons": ["wer 6.70 -> 9.00 <script>"]}
+    doc["cases"].append(bad)
+    assert decision(doc) == ("NO-GO", ["c onnx-int8: fail: wer 6.70 -> 9.00 <script>"])
+    page = render_compare_html(doc)
+    assert ">NO-GO</div>" in page and "<script>" not in page and "&lt;script&gt;" in page
+    assert "onnx-int8" in format_table(doc["cases"]).splitlines()[2]
+    doc.update(complete=False, cases=[ok])
+    assert decision(doc)[0] == "NO-GO" and "did not finish" in decision(doc)[1][0]
+
+
 def test_stop_rule():
     assert stop_reason([1.0] * (MIN_PAIRS - 1), 1e6) is None  # never before the minimum
-    assert stop_reason([1.0] * MIN_PAIRS_FAST, 0.0, fast=True).startswith("interval narrower")
+    assert stop_reason([1.0] * MIN_PAIRS_FAST, 0.0, fast=True) is None  # a few pairs' range proves nothing
+    assert stop_reason([1.0] * MIN_PAIRS, 0.0, fast=True).startswith("interval narrower")
+    assert stop_reason([1.0] * MIN_PAIRS_FAST, 21.0, fast=True) == "time cap (20 s)"
     noisy = [0.7, 1.3] * (MIN_PAIRS // 2)
     assert stop_reason(noisy, 1.0) is None
     assert stop_reason(noisy, 121.0) == "time cap (120 s)"
@@ -83,8 +110,8 @@ def test_pairs_alternate_and_ratio_is_head_over_base():
         return lambda: calls.append(name) or s
 
     t = time_pairs(side("b", 1.0), side("h", 1.25), fast=True, clock=lambda: 0.0)
-    assert calls == ["b", "h", "b", "h", "h", "b"]  # warm-up, A B, B A
-    assert [p["order"] for p in t["pairs"]] == ["base,head", "head,base"]
+    assert calls[:6] == ["b", "h", "b", "h", "h", "b"]  # warm-up, A B, B A, ...
+    assert [p["order"] for p in t["pairs"]] == ["base,head", "head,base"] * (MIN_PAIRS // 2)
     assert t["median"] == pytest.approx(1.25) and t["ci95"] == pytest.approx([1.25, 1.25])
     assert t["warmup"] == {"base_s": 1.0, "head_s": 1.25}
 
@@ -146,6 +173,13 @@ def test_bad_usage_names_what_is_wrong(tmp_path):
     assert p.returncode == 2 and "no-such-card" in p.stderr
     p = compare("--base", "WORKTREE", "--card", SMOKE, "--inject-head", "onnx", "--out", str(tmp_path))
     assert p.returncode == 2 and "--inject-head" in p.stderr and "'onnx'" in p.stderr
+    p = compare("--head-model", str(tmp_path), "--out", str(tmp_path))
+    assert p.returncode == 2 and "--base-model is missing" in p.stderr
+    p = compare("--base-model", str(tmp_path / "nowhere"), "--head-model", str(tmp_path),
+                "--out", str(tmp_path))
+    assert p.returncode == 2 and f"--base-model: {tmp_path / 'nowhere'}: model not found" in p.stderr
+    p = compare("--base-model", str(tmp_path), "--head-model", str(tmp_path), "--out", str(tmp_path))
+    assert p.returncode == 2 and f"--base-model: {tmp_path}: no config.yaml" in p.stderr
     assert not list(tmp_path.iterdir())  # nothing ran
 
 
@@ -172,6 +206,7 @@ def test_a_a_passes_and_an_unknown_variant_is_that_case_s_error(smoke_cache, tmp
     doc, cases = cases_of(out)
     c = cases["onnx"]
     assert c["verdict"] == "pass" and c["between"]["agreement_ter"] == 0.0
+    assert c["quality"]["base"]["agreement_ter"] == c["quality"]["head"]["agreement_ter"] == 0.0
     assert c["model_mb"]["delta"] == 0.0 and not any(c["torch_imported"].values())
     print(f"A/A head/base {c['time']['median']:.4f} {c['time']['ci95']} ({c['time']['n_pairs']} pairs)")
     assert doc["host"]["cores"] and doc["base"]["rev"] == "WORKTREE"
@@ -210,6 +245,40 @@ def test_an_environment_comparison_runs_the_candidate_s_libraries(smoke_cache, t
 
     p = compare("--head-env", "onnxruntime>=1.31", "--card", SMOKE, "--out", str(tmp_path / "bad"))
     assert p.returncode == 2 and "--head-env: 'onnxruntime>=1.31' is not 'package==version'" in p.stderr
+
+
+@pytest.mark.slow
+def test_two_checkpoints_run_side_by_side_and_are_judged_on_quality(smoke_cache, tmp_path):
+    """--base-model/--head-model: each side runs its own checkpoint of one recipe (here the
+    smoke model and a copy with its weights perturbed, standing for a retrained one). Each gets
+    its own artifact; they disagree, and that alone fails nothing."""
+    import torch
+
+    env = run_env(smoke_cache, REPO_ROOT)
+    exp = Path(subprocess.run([sys.executable, "-m", "bench", "export", SMOKE], env=env, check=True,
+                              capture_output=True, text=True).stdout.splitlines()[0]) / "exp"
+    retrained = tmp_path / "retrained"
+    shutil.copytree(exp, retrained)
+    state = torch.load(exp / "model.pth", map_location="cpu", weights_only=True)
+    g = torch.Generator().manual_seed(0)
+    state = {k: v + 0.5 * v.std().nan_to_num() * torch.randn(v.shape, generator=g)
+             if v.is_floating_point() and v.numel() > 1 else v for k, v in state.items()}
+    torch.save(state, retrained / "model.pth")
+    out = tmp_path / "models"
+    p = compare("--base-model", str(exp), "--head-model", str(retrained / "model.pth"),
+                "--variant", "onnx", "--fast", "--threads", "1", "--out", str(out), env=env)
+    assert p.returncode in (0, 1, 4), p.stdout + p.stderr  # a verdict, not a harness error
+    doc, cases = cases_of(out)
+    assert doc["base"]["model"] == str(exp) and doc["head"]["model"] == str(retrained / "model.pth")
+    assert doc["head"]["rev"] == doc["base"]["rev"] == "HEAD"  # one revision: the models differ
+    c = cases["onnx"]
+    assert c["card"] == "models" and c["sides"]["base"]["artifact"] != c["sides"]["head"]["artifact"]
+    assert c["between"]["agreement_ter"] > 0  # reported, never a reason by itself
+    assert not any(r.startswith("agreement_ter (head vs base)") for r in c["reasons"])
+    # each side against its own PyTorch: the smoke card's onnx is token for token
+    assert c["quality"]["base"]["agreement_ter"] == 0.0 and c["quality"]["head"]["agreement_ter"] is not None
+    assert {"wer", "cer"} <= set(c["quality"]["base"]) and c["quality"]["head"]["wer"] is not None
+    assert (out / "compare.html").is_file() and "candidate: " in p.stdout
 
 
 def git(repo, *args):
