@@ -92,10 +92,12 @@ def _encode(spec: tuple, seconds: float, seed: int = 0):
 
 def _espnet_beam_search(model, beam: int, ctc_weight: float, penalty: float):
     """The BatchBeamSearch that Speech2Text builds (no LM, batch_size 1)."""
-    from espnet.nets.batch_beam_search import BatchBeamSearch
-    from espnet.nets.beam_search import BeamSearch
-    from espnet.nets.scorers.ctc import CTCPrefixScorer
-    from espnet.nets.scorers.length_bonus import LengthBonus
+    from bench.espnet_layout import nets
+
+    BatchBeamSearch = nets("batch_beam_search").BatchBeamSearch
+    BeamSearch = nets("beam_search").BeamSearch
+    CTCPrefixScorer = nets("scorers.ctc").CTCPrefixScorer
+    LengthBonus = nets("scorers.length_bonus").LengthBonus
 
     n_vocab = len(model.token_list)
     scorers = dict(decoder=model.decoder, ctc=CTCPrefixScorer(model.ctc, model.eos),
@@ -111,7 +113,9 @@ def _espnet_beam_search(model, beam: int, ctc_weight: float, penalty: float):
 
 def _decoder_step(decoder):
     """DecoderStep over the torch decoder's forward_one_step, cache stacked."""
-    from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
+    from bench.espnet_layout import nets
+
+    subsequent_mask = nets("pytorch_backend.transformer.mask").subsequent_mask
 
     def step(ys, cache, memory):
         n, length = ys.shape
@@ -201,13 +205,16 @@ def test_matches_speech2text(tmp_path):
     import yaml
     from espnet2.bin.asr_inference import Speech2Text
 
+    from bench.espnet_layout import exact_search_options
+
     model, args = _model(*V50)
     cfg_path, pth_path = tmp_path / "config.yaml", tmp_path / "model.pth"
     cfg_path.write_text(yaml.safe_dump(vars(args)))
     torch.save(model.state_dict(), pth_path)
     s2t = Speech2Text(asr_train_config=str(cfg_path), asr_model_file=str(pth_path),
                       beam_size=10, ctc_weight=0.3, lm_weight=0.0, penalty=0.0,
-                      maxlenratio=-20, minlenratio=0.0, nbest=1, device="cpu")
+                      maxlenratio=-20, minlenratio=0.0, nbest=1, device="cpu",
+                      **exact_search_options(Speech2Text))
     wav, enc, ctc_logp = _encode(V50, 4.0, seed=1)
     (_, _, _, hyp), = s2t(wav)
     ours = beam_search(enc.numpy(), ctc_logp, _decoder_step(s2t.asr_model.decoder),
@@ -218,19 +225,24 @@ def test_matches_speech2text(tmp_path):
 
 
 def test_prefix_longer_than_input_does_not_crash():
-    """Known divergence: with a fixed maxlen > T + 1, ESPnet's CTCPrefixScoreTH
-    indexes r[start - 1] past the last frame and raises IndexError; ours scores
-    that prefix with logzero and finishes."""
+    """With a fixed maxlen > T + 1, ESPnet 202511's CTCPrefixScoreTH indexes r[start - 1]
+    past the last frame and raises IndexError; ours scores that prefix with logzero and
+    finishes. ESPnet 202611 finishes too; its lower-ranked hypotheses then differ from ours
+    (seen: the 12th of 30), a forced length no card's decoding asks for, so only finishing
+    is asked of either."""
     model, _ = _model(*V50)
     _, enc, ctc_logp = _encode(V50, 0.5)
     assert enc.shape[0] + 1 < 30
     bs = _espnet_beam_search(model, 10, 0.3, 0.0)
-    with pytest.raises(IndexError), torch.no_grad():
-        bs(x=enc, maxlenratio=-30, minlenratio=0.0)
     ours = beam_search(enc.numpy(), ctc_logp, _decoder_step(model.decoder),
                        sos=model.sos, eos=model.eos,
                        cfg=BeamSearchConfig(beam_size=10, maxlenratio=-30))
     assert ours and all(np.isfinite(h.score) for h in ours)
+    try:
+        with torch.no_grad():
+            bs(x=enc, maxlenratio=-30, minlenratio=0.0)
+    except IndexError:  # ESPnet 202511
+        pass
 
 
 def test_module_does_not_import_torch():

@@ -25,7 +25,8 @@ import torch
 from bench.export.kv_decoder import UnsupportedDecoder, export_kv_decoder
 from bench.export.rewrites import linear_pad_masks, rewrite_for_export
 
-EXPORTER_VERSION = "asr-4"  # 3: padding masks linear in the length; 4: key/value-cached decoder
+EXPORTER_VERSION = "asr-5"  # 3: padding masks linear in the length; 4: key/value-cached decoder;
+# 5: encoder checked against the ESPnet model at export (export.json: encoder_check)
 OPSET = 17
 
 
@@ -123,6 +124,7 @@ class DecoderStepGraph(torch.nn.Module):
 def export_asr(model, out_dir: Path, opset: int = OPSET) -> dict:
     """Write encoder.onnx and decoder.onnx; return the metadata the runtime needs."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    reference = model.eval()
     model = copy.deepcopy(model).eval()
     rewrites = rewrite_for_export(model)
     enc_graph = EncoderGraph(model).eval()
@@ -155,6 +157,7 @@ def export_asr(model, out_dir: Path, opset: int = OPSET) -> dict:
                           "memory": {0: "beams", 1: "frames"},
                           "logp": {0: "beams"}, "new_cache": {1: "beams", 2: "length"}},
         )
+    encoder_check = check_encoder_parity(reference, out_dir / "encoder.onnx")
     try:
         kv = export_kv_decoder(model.decoder, enc, out_dir, opset, gen)
     except UnsupportedDecoder as e:  # the optimised variants then keep the plain step
@@ -165,9 +168,47 @@ def export_asr(model, out_dir: Path, opset: int = OPSET) -> dict:
         "vocab_size": model.vocab_size, "sos": model.sos, "eos": model.eos, "has_ctc": has_ctc,
         "graphs": ["encoder.onnx", "decoder.onnx"], "kv_decoder": kv,
         "subsampling_min_samples": min_samples(model, enc_graph),
+        "encoder_check": encoder_check,
     }
     (out_dir / "export.json").write_text(json.dumps(meta, indent=2))
     return meta
+
+
+class ExportParityError(RuntimeError):
+    """An exported graph that runs but does not compute what the ESPnet model computes."""
+
+
+PARITY_SECONDS = 3.3  # not the traced 2 s: a length frozen into the graph shows up here
+PARITY_ATOL = 1e-3  # float32 through another STFT and kernel order: seen below 1e-4
+
+
+def check_encoder_parity(model, encoder_onnx: Path, atol: float = PARITY_ATOL) -> dict:
+    """encoder.onnx against the untouched ESPnet model's own ``encode`` (its frontend, its
+    encoder, whatever module layout this ESPnet has) on an input of another length than the
+    trace's. Catches what an exporter change can drop without any error: a positional
+    encoding (ESPnet 202611 moved it out of the subsampling's ``out``), a mask or a length
+    frozen at the traced size."""
+    import numpy as np
+    import onnxruntime as ort
+
+    gen = torch.Generator().manual_seed(1)
+    speech = torch.randn(1, int(16000 * PARITY_SECONDS), generator=gen) * 0.1
+    with torch.no_grad():
+        want, _ = model.encode(speech, torch.tensor([speech.shape[1]]))
+    sess = ort.InferenceSession(str(encoder_onnx), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"speech": speech.numpy()})[0]
+    want = want.numpy()
+    if not np.isfinite(want).all():  # the model itself is broken: its runs report it, item by item
+        return {"seconds": PARITY_SECONDS, "skipped": "the ESPnet model's own encoder output has NaN/inf"}
+    if got.shape != want.shape:
+        raise ExportParityError(f"{encoder_onnx}: output {got.shape} for {PARITY_SECONDS} s of audio, "
+                                f"the ESPnet model gives {want.shape}")
+    diff = float(np.abs(got - want).max())
+    if not diff <= atol:
+        raise ExportParityError(f"{encoder_onnx}: differs from the ESPnet model's encoder by up to {diff:.3g} "
+                                f"(allowed {atol}) on {PARITY_SECONDS} s of audio: the export "
+                                f"dropped or froze part of the model")
+    return {"seconds": PARITY_SECONDS, "max_abs_diff": diff, "atol": atol}
 
 
 def min_samples(model, enc_graph) -> int:

@@ -34,10 +34,10 @@ class UnsupportedDecoder(ValueError):
 
 
 def check_supported(decoder) -> None:
-    from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
-    from espnet.nets.pytorch_backend.transformer.embedding import PositionalEncoding
+    from bench.espnet_layout import nets
+    from bench.export.rewrites import InGraphPositionalEncoding, PositionalEncoding
 
-    from bench.export.rewrites import InGraphPositionalEncoding
+    MultiHeadedAttention = nets("pytorch_backend.transformer.attention").MultiHeadedAttention
 
     name = type(decoder).__name__
     if not hasattr(decoder, "decoders") or not hasattr(decoder, "embed"):

@@ -11,10 +11,11 @@ import math
 from contextlib import contextmanager
 
 import torch
-from espnet.nets.pytorch_backend.transformer.embedding import (
-    PositionalEncoding,
-    RelPositionalEncoding,
-)
+
+from bench.espnet_layout import nets
+
+_embedding = nets("pytorch_backend.transformer.embedding")
+PositionalEncoding, RelPositionalEncoding = _embedding.PositionalEncoding, _embedding.RelPositionalEncoding
 
 
 def _div_term(d_model: int) -> torch.Tensor:
@@ -96,8 +97,7 @@ def _linear_pad_mask(lengths, xs, length_dim, maxlen=None):
 def linear_pad_masks():
     """While exporting: ESPnet's make_pad_mask calls the linear version (it looks the
     traceable helper up in its own module, so replacing that name is enough)."""
-    from espnet.nets.pytorch_backend import nets_utils
-
+    nets_utils = nets("pytorch_backend.nets_utils")
     original = nets_utils._make_pad_mask_traceable
     nets_utils._make_pad_mask_traceable = _linear_pad_mask
     try:

@@ -64,7 +64,9 @@ class InGraphScaledPositionalEncoding(torch.nn.Module):
 
 
 def _rewrite(model) -> int:
-    from espnet.nets.pytorch_backend.transformer.embedding import ScaledPositionalEncoding
+    from bench.espnet_layout import nets
+
+    ScaledPositionalEncoding = nets("pytorch_backend.transformer.embedding").ScaledPositionalEncoding
 
     count = 0
     for parent in list(model.modules()):

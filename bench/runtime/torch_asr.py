@@ -16,12 +16,13 @@ class TorchSpeech2Text:
                  espnet_task: str = "asr"):
         import torch
 
+        from bench.espnet_layout import exact_search_options, nets_package
         from bench.zoo.exp_dir import resolved_config
 
         torch.set_num_threads(threads)
         # ESPnet warns on every utterance that hits the fixed length cap the card asked for.
-        logging.getLogger("espnet.nets.beam_search").setLevel(logging.ERROR)
-        logging.getLogger("espnet.nets.batch_beam_search").setLevel(logging.ERROR)
+        for search in ("beam_search", "batch_beam_search"):
+            logging.getLogger(f"{nets_package()}.{search}").setLevel(logging.ERROR)
         exp_dir = Path(exp_dir)
         common = dict(device=device, beam_size=decode["beam_size"], ctc_weight=decode["ctc_weight"],
                       lm_weight=0.0, penalty=decode.get("penalty", 0.0),
@@ -40,7 +41,9 @@ class TorchSpeech2Text:
             else:
                 from espnet2.bin.asr_inference import Speech2Text
 
-                self.s2t = Speech2Text(asr_train_config=cfg, asr_model_file=exp_dir / "model.pth", **common)
+                # the search the ONNX runtime implements, whatever this ESPnet's default
+                self.s2t = Speech2Text(asr_train_config=cfg, asr_model_file=exp_dir / "model.pth",
+                                       **common, **exact_search_options(Speech2Text))
         self.device = device
         model = getattr(self.s2t, "st_model", None) or self.s2t.asr_model
         model.encoder.register_forward_hook(self._check_encoder_output)

@@ -1,0 +1,44 @@
+"""Where this ESPnet keeps what the exporter and the references use, found by looking at the
+installed package, never by its version string.
+
+ESPnet 202611 moved the espnet1 modules (``espnet.nets``) to ``espnet2.legacy.nets`` and gave
+ASR's ``Speech2Text`` a ``ctc_window_margin`` (default 100) that windows the CTC prefix
+scores, an approximation: the ONNX runtime here scores the whole utterance, as ESPnet did
+before and still does with a margin of 0. Older ESPnets have no such argument.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+from functools import lru_cache
+
+NETS_PACKAGES = ("espnet2.legacy.nets", "espnet.nets")  # the newer place first
+
+
+def _exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
+@lru_cache(maxsize=None)
+def nets_package() -> str:
+    """The package that holds ESPnet's ``nets`` modules in this environment."""
+    for name in NETS_PACKAGES:
+        if _exists(name):
+            return name
+    raise ImportError(f"none of {', '.join(NETS_PACKAGES)} can be imported: is ESPnet installed?")
+
+
+def nets(module: str):
+    """``nets("pytorch_backend.transformer.embedding")``: that module, wherever it lives."""
+    return importlib.import_module(f"{nets_package()}.{module}")
+
+
+def exact_search_options(inference_class) -> dict:
+    """Keyword arguments that make ``inference_class`` decode with the search the ONNX runtime
+    implements: the CTC prefix scored over the whole utterance (window margin 0)."""
+    params = inspect.signature(inference_class.__init__).parameters
+    return {"ctc_window_margin": 0} if "ctc_window_margin" in params else {}
