@@ -223,6 +223,34 @@ def cmd_zoo_table(a) -> int:
     return 0
 
 
+def cmd_pythons(a) -> int:
+    """Which CPython versions requirements.lock installs on, from the registry's files."""
+    from bench.lock import LOCK_FILE, read_lock
+    from bench.python_support import check
+
+    pythons = []
+    for v in a.versions:
+        try:
+            major, minor = (int(x) for x in v.split("."))
+        except ValueError:
+            print(f"python -m bench pythons: {v!r} is not a version like 3.12", file=sys.stderr)
+            return 2
+        pythons.append((major, minor))
+    pins = {n: v for n, v in read_lock(LOCK_FILE).items() if n != "espnet-onnx-bench"}
+    print(f"{LOCK_FILE.name}: {len(pins)} packages; per Python, how each release installs here "
+          f"(wheel, or sdist: built at install)")
+    print("| Python | wheels | sdists (built at install) | nothing installable |")
+    print("|---|---|---|---|")
+    missing = False
+    for python, rows in check(pins, pythons).items():
+        by = {how: [r for r in rows if r.how == how] for how in ("wheel", "sdist", "none")}
+        missing |= bool(by["none"])
+        print(f"| {python[0]}.{python[1]} | {len(by['wheel'])} | "
+              f"{', '.join(f'{r.package} {r.version}' for r in by['sdist']) or '-'} | "
+              f"{', '.join(f'{r.package} {r.version} ({r.detail})' for r in by['none']) or '-'} |")
+    return 1 if missing else 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, epilog=EXIT_HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -343,6 +371,11 @@ def main(argv=None) -> int:
 
     c = sub.add_parser("cards", help="list the built-in model cards")
     c.set_defaults(func=cmd_cards)
+
+    py = sub.add_parser("pythons", help="which Python versions requirements.lock installs on "
+                        "(reads the registry; installs nothing)")
+    py.add_argument("versions", nargs="+", metavar="X.Y", help="e.g. 3.11 3.12 3.13")
+    py.set_defaults(func=cmd_pythons)
 
     from bench.compare import add_parser as add_compare_parser  # its options live beside its code
     add_compare_parser(sub)

@@ -74,3 +74,32 @@ def test_this_environment_is_the_lock():
     status = lock_status()
     strays = {n: d for n, d in status["differs"].items() if n not in ("onnxruntime",)}
     assert strays == {}, strays
+
+
+# --- which Pythons the lock installs on (bench/python_support.py; no network here) ----------
+
+def _files(*names, requires=None):
+    return [{"filename": n, "requires-python": requires} for n in names]
+
+
+def test_a_wheel_for_the_python_is_taken_before_the_sdist():
+    from bench.python_support import availability
+
+    files = _files("pkg-1.0.tar.gz", "pkg-1.0-cp312-cp312-manylinux_2_17_x86_64.whl",
+                   "pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", "pkg-2.0-py3-none-any.whl")
+    assert availability("pkg", "1.0", files, (3, 12)).how == "wheel"
+    assert availability("pkg", "1.0", files, (3, 13)).how == "sdist"  # built at install
+    assert availability("pkg", "2.0", files, (3, 13)).how == "wheel"  # pure Python
+
+
+def test_requires_python_and_missing_releases_are_named():
+    from bench.python_support import availability
+
+    files = _files("pkg-1.0-py3-none-any.whl", requires=">=3.11")
+    no = availability("pkg", "1.0", files, (3, 10))
+    assert (no.how, no.detail) == ("none", "Requires-Python >=3.11")
+    assert availability("pkg", "1.0", files, (3, 11)).how == "wheel"
+    gone = availability("pkg", "3.0", files, (3, 11))
+    assert gone.how == "none" and "no files of this version" in gone.detail
+    only_old = availability("ort", "1.0", _files("ort-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"), (3, 14))
+    assert only_old.how == "none" and "no wheel for cp314" in only_old.detail
