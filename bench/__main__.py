@@ -236,7 +236,7 @@ def cmd_pythons(a) -> int:
             print(f"python -m bench pythons: {v!r} is not a version like 3.12", file=sys.stderr)
             return 2
         pythons.append((major, minor))
-    pins = {n: v for n, v in read_lock(LOCK_FILE).items() if n != "espnet-onnx-bench"}
+    pins = read_lock(LOCK_FILE)
     print(f"{LOCK_FILE.name}: {len(pins)} packages; per Python, how each release installs here "
           f"(wheel, or sdist: built at install)")
     print("| Python | wheels | sdists (built at install) | nothing installable |")

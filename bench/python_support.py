@@ -12,6 +12,7 @@ import json
 import platform
 import urllib.request
 from dataclasses import dataclass
+from functools import lru_cache
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import compatible_tags, cpython_tags, platform_tags
@@ -29,9 +30,10 @@ class Availability:
     detail: str  # the file that installs, or why none does
 
 
-def _python_tags(python: tuple[int, int]) -> set:
+@lru_cache(maxsize=None)  # the same few Pythons for every one of the lock's packages
+def _python_tags(python: tuple[int, int]) -> frozenset:
     plats = list(platform_tags())
-    return set(cpython_tags(python, platforms=plats)) | set(compatible_tags(python, platforms=plats))
+    return frozenset(cpython_tags(python, platforms=plats)) | frozenset(compatible_tags(python, platforms=plats))
 
 
 def _admits(requires_python: str | None, python: tuple[int, int]) -> bool:
@@ -43,7 +45,7 @@ def _admits(requires_python: str | None, python: tuple[int, int]) -> bool:
         return True  # an unreadable constraint; pip ignores those too
 
 
-def release_files(name: str, version: str, files: list[dict]) -> list[dict]:
+def release_files(version: str, files: list[dict]) -> list[dict]:
     """The files of one release among a project's (wheels by their parsed version)."""
     out = []
     for f in files:
@@ -64,7 +66,7 @@ def release_files(name: str, version: str, files: list[dict]) -> list[dict]:
 def availability(name: str, version: str, files: list[dict], python: tuple[int, int]) -> Availability:
     """How `name==version` installs on CPython `python` here, from the release's files."""
     tags = _python_tags(python)
-    mine = [f for f in release_files(name, version, files) if not f.get("yanked")]
+    mine = [f for f in release_files(version, files) if not f.get("yanked")]
     if not mine:
         return Availability(name, version, "none", "no files of this version on the registry")
     admitted = [f for f in mine if _admits(f.get("requires-python"), python)]
