@@ -117,12 +117,14 @@ def cmd_baseline_spread(a) -> int:
 
 
 def cmd_table(a) -> int:
-    from bench.report.table import markdown_table, speedup_table
+    from bench.report.table import markdown_table, memory_table, speedup_table
     from bench.results import load_results
 
     docs = [load_results(r) for r in a.results]
     if a.speedups:
         print(speedup_table(docs))
+    elif a.memory:
+        print(memory_table(docs))
     else:
         print("\n\n".join(markdown_table(d, card=a.card) for d in docs))
     return 0
@@ -321,6 +323,8 @@ def main(argv=None) -> int:
     t.add_argument("--card", help="only this card")
     t.add_argument("--speedups", action="store_true",
                    help="one row a card: each variant's speedup beside the paper's figure for its task")
+    t.add_argument("--memory", action="store_true",
+                   help="each case's whole-process and above-idle peak, and how far below PyTorch's")
     t.set_defaults(func=cmd_table)
 
     st = sub.add_parser("selftest", help="measure the gate's false-alarm and miss rates")

@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.artifacts import artifact_info, ensure_artifact
-from bench.data.sets import load_eval_set, stratified_subset
+from bench.data.sets import load_eval_set, load_real_clips, stratified_subset
 from bench.families import get_family
 from bench.identity import case_identity, data_identity
 from bench.measure.inject import injected_fractions
 from bench.results import make_case, set_error, set_skipped
 from bench.runtime.load import PROVIDERS, load_recognizer
 from bench.tasks import get_task
-from bench.trackers import decode_all, rounds_rule, track_load, track_memory, track_quality, track_speed
+from bench.trackers import (decode_all, rounds_rule, track_load, track_memory, track_quality,
+                            track_real_speech, track_speed)
 from bench.variants import REFERENCE, device_reason, get_variant
 from bench.zoo.cards import Card
 
@@ -38,6 +39,7 @@ class BenchSession:
     _data: dict = field(default_factory=dict)
     _data_ids: dict = field(default_factory=dict)
     _refs: dict = field(default_factory=dict)
+    _real: dict = field(default_factory=dict)
 
     def eval_set(self, card: Card) -> list:
         if card.name not in self._data:
@@ -61,6 +63,20 @@ class BenchSession:
             rec = load_recognizer(self.artifact(card), card.decode, REFERENCE, device, self.threads)
             self._refs[key] = (rec, decode_all(rec, self.eval_set(card)))
         return self._refs[key]
+
+
+    def real_speech(self, card: Card, device: str):
+        """(real clips, PyTorch's outputs on them or None, where they are or why there are none),
+        once a card and device. Only trained cards: a random model's output on speech is noise."""
+        key = (card.name, device)
+        if key not in self._real:
+            if card.random_weights:
+                self._real[key] = ([], None, "random weights: no agreement on real speech to speak of")
+            else:
+                clips, where = load_real_clips(card)
+                ref_rec, _ = self.reference(card, device)
+                self._real[key] = (clips, decode_all(ref_rec, clips) if clips else None, where)
+        return self._real[key]
 
 
 def device_available(device: str) -> str | None:
@@ -120,6 +136,8 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     memory.record(case)
     if runtime == "onnx" and memory.torch_imported:
         raise RuntimeError("the ONNX variant's memory child imported torch")
+    if card.data.get("real_speech") and not family.audio_is_output:
+        _real_speech(session, card, variant, device, task, rec, case)
 
     out = quality.decoded
     for u, o, secs, ro, audio in zip(utts, out.outputs, out.seconds, ref_out.outputs, quality.item_audio_s):
@@ -127,6 +145,16 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
                "id": u.id, "duration": round(audio, 3), "seconds": secs, "reference": u.text}
         row.update(family.utterance_row(u, o, ro))
         session.utterances.append(row)
+
+
+def _real_speech(session, card, variant, device, task, rec, case) -> None:
+    """The real clips' agreement: reported beside the test set's, never failing the case (an
+    unreadable clip is said in settings.real_speech; the case's own figures stand)."""
+    try:
+        clips, real_ref, where = session.real_speech(card, device)
+        track_real_speech(rec, variant, task, clips, real_ref, where).record(case)
+    except Exception as e:  # noqa: BLE001 - reported, the case goes on
+        case["settings"]["real_speech"] = {"measured": False, "why": f"{type(e).__name__}: {e}"}
 
 
 def _describe(session: BenchSession, card: Card, variant: str, runtime: str, artifact: Path,

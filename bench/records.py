@@ -87,6 +87,7 @@ class Metrics(_Record):
     first_call_ms: float | None = None
     load_ms: float | None = None
     peak_rss_mb: float | None = None
+    process_peak_mb: float | None = None
     peak_gpu_mb: float | None = None
     model_mb: float | None = None
     wer: float | None = None
@@ -95,6 +96,7 @@ class Metrics(_Record):
     intent_acc: float | None = None
     tts_distance: float | None = None
     agreement_ter: float | None = None
+    real_agreement_ter: float | None = None  # the same on real recordings (trained cards)
     extra: dict = field(default_factory=dict)
 
     @classmethod

@@ -4,7 +4,8 @@
 - quality: every item decoded and scored, against the references and the PyTorch outputs;
 - speed: rounds on a length-stratified subset, interleaved with the PyTorch reference,
   stopped by bench.measure.timing's rule, measured once more if too noisy to decide;
-- memory: peak RSS above the idle process (and GPU memory on CUDA) in a fresh child process.
+- memory: in a fresh child process, peak RSS above its idle level (model and work) and the
+  whole process's peak from its start (libraries too), and GPU memory on CUDA.
 
 Each tracker returns a dataclass whose ``record(case)`` writes its fields into the case
 record (schema: bench.results), so what a tracker measures and where it lands in
@@ -107,6 +108,30 @@ def track_quality(rec, variant: str, card, task, family, utts: list, ref_out: De
     return Quality(out, audio, metrics, {**notes, **score_notes})
 
 
+@dataclass
+class RealSpeech:
+    """Agreement with PyTorch on real recordings the model never saw (its test set is synthetic):
+    how many tokens quantization or export flips out of domain, beside the test set's figure."""
+    agreement_ter: float | None
+    notes: dict[str, Any]
+
+    def record(self, case: dict) -> None:
+        case["metrics"]["real_agreement_ter"] = self.agreement_ter
+        case["settings"]["real_speech"] = self.notes
+
+
+def track_real_speech(rec, variant: str, task, clips: list, ref_out: Decoded | None, where: str) -> RealSpeech:
+    if not clips:
+        return RealSpeech(None, {"measured": False, "why": where})
+    notes = {"measured": True, "dir": where, "n_clips": len(clips),
+             "audio_seconds": round(sum(c.seconds for c in clips), 3)}
+    if variant == REFERENCE:
+        return RealSpeech(None, {**notes, "outputs": [o.text for o in ref_out.outputs]})
+    out = decode_all(rec, clips)
+    metrics, _ = task.score([None] * len(clips), out.outputs, ref_out.outputs)
+    return RealSpeech(metrics["agreement_ter"], {**notes, "outputs": [o.text for o in out.outputs]})
+
+
 # ------------------------------------------------------------------------------ speed
 
 @dataclass
@@ -178,6 +203,7 @@ class Memory:
     peak_rss_mb: float  # peak RSS above the child's idle level (after its imports)
     hwm_mb: float
     idle_mb: float
+    process_peak_mb: float  # the child's whole peak from its start, its imports included
     torch_imported: bool | None
     device: str
     peak_gpu_mb: float | None = None
@@ -186,6 +212,7 @@ class Memory:
 
     def record(self, case: dict) -> None:
         case["metrics"]["peak_rss_mb"] = self.peak_rss_mb
+        case["metrics"]["process_peak_mb"] = self.process_peak_mb
         memory = {"hwm_mb": self.hwm_mb, "idle_mb": self.idle_mb,
                   "child_torch_imported": self.torch_imported}
         if self.device == "cuda":  # the child's own GPU memory (NVML), beside torch's counters
@@ -197,7 +224,7 @@ class Memory:
 
 def track_memory(artifact: Path, card, variant: str, device: str, threads: int, inputs: list) -> Memory:
     r = measure_child_memory(artifact, card, variant, device, threads, inputs)
-    return Memory(r.peak_rss_mb, r.hwm_mb, r.idle_mb, r.payload.get("torch_imported"), device,
+    return Memory(r.peak_rss_mb, r.hwm_mb, r.idle_mb, r.process_peak_mb, r.payload.get("torch_imported"), device,
                   r.peak_gpu_mb, r.gpu_note, r.payload.get("torch_cuda"))
 
 

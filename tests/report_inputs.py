@@ -33,7 +33,7 @@ def run_doc(machine_class: str, day: int, *, libs=None, speedup_scale: float = 1
             if s is not None:
                 s = s * speedup_scale * (1 + 0.01 * (day % 3))
                 m.update(speedup=s, speedup_ci95=[0.95 * s, 1.05 * s])
-            m.update(rtf=rtf0 / (s or 1), rtfx=(s or 1) / rtf0, peak_rss_mb=400.0 / (s or 1),
+            m.update(rtf=rtf0 / (s or 1), rtfx=(s or 1) / rtf0, peak_rss_mb=400.0 / (s or 1), process_peak_mb=1000.0 / (s or 1),
                      model_mb=30.0, agreement_ter=0.0 if variant != "onnx-int8" else 0.4,
                      latency_ms={"p50": 100 / (s or 1), "p90": 150 / (s or 1), "p99": 180 / (s or 1)})
             m[q] = q0 + (0.2 if variant == "onnx-int8" else 0.0)

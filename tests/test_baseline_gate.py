@@ -76,6 +76,15 @@ def test_quality_memory_size_directions_and_messages():
     assert bl.compare_case(good, entry, TOL)["verdict"] == "pass"
 
 
+def test_whole_process_peak_is_gated():
+    entry = {"peak_rss_mb": 130.0, "process_peak_mb": 180.0}
+    assert bl.compare_case(_case(peak_rss_mb=130.0, process_peak_mb=220.0), entry, TOL)["verdict"] == "pass"
+    # torch imported by an ONNX process: nothing above idle changes, the whole process does
+    g = bl.compare_case(_case(peak_rss_mb=130.0, process_peak_mb=700.0), entry, TOL)
+    assert g["verdict"] == "fail"
+    assert g["reasons"] == ["process_peak_mb rose: measured 700.0 > baseline 180.0 x (1 + 0.25) = 225.0"]
+
+
 def test_none_on_either_side_is_skipped():
     g = bl.compare_case(_case(wer=None, speedup=0.1), {"wer": 1.0, "speedup": None}, TOL)
     assert g == {"verdict": "pass", "reasons": [], "notes": []}

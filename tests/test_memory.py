@@ -38,6 +38,21 @@ def test_child_touching_200mb_reports_about_200mb():
     assert r.hwm_mb >= r.peak_rss_mb - 1e-9  # the kernel mark is never below a sample
     assert 1 < r.idle_mb < 500
     assert r.n_samples > 0
+    # the whole process: its idle level (interpreter, imports) plus the work
+    assert r.process_peak_mb == pytest.approx(r.idle_mb + r.hwm_mb)
+
+
+def test_whole_process_peak_sees_what_idle_hides():
+    # 150 MB resident before the idle line and kept (as a heavy library is): invisible above
+    # idle, but a container's memory limit sees it.
+    argv = _child("""
+        buf = bytearray(b"\x01") * (150 * 2**20)
+        report_idle()
+        report_payload("done")
+    """)
+    r = measure_peak_rss(argv, env=_env(), timeout=60)
+    assert r.peak_rss_mb < 20, r
+    assert r.process_peak_mb >= 150, r
 
 
 def test_child_allocating_nothing_reports_little():

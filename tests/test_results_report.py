@@ -155,6 +155,19 @@ def test_speedup_table_puts_each_variant_beside_the_papers_figure():
     assert lines[3] == "| tts | tts-y | 1.05 [0.95, 1.15] | 0.90 [0.80, 1.00] | 1.3x |"
 
 
+def test_memory_table_says_how_far_below_pytorch_each_figure_lies():
+    from bench.report.table import memory_table
+
+    doc = R.new_run({"class": "cpu-test"}, {}, "abc1234")
+    for variant, whole, work in [("pytorch", 1200.0, 400.0), ("onnx-int8", 180.0, 140.0)]:
+        c = R.make_case("asr", "asr-x", variant, "cpu")
+        c["metrics"].update(process_peak_mb=whole, peak_rss_mb=work)
+        R.add_case(doc, c)
+    lines = memory_table([doc]).splitlines()
+    assert lines[2] == "| asr-x | pytorch | 1200 | 0% | 400 | 0% |"
+    assert lines[3] == "| asr-x | onnx-int8 | 180 | 85% | 140 | 65% |"
+
+
 def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path):
     # mkstemp's 0600 would leave reports unreadable to the CI user that uploads or serves them
     umask = os.umask(0o022)

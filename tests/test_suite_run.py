@@ -36,9 +36,11 @@ def test_run_writes_results_report_and_gates(tmp_path):
     onnx = cases["onnx"]
     assert onnx["status"] == "ok" and onnx["gate"]["verdict"] == "new"
     m = onnx["metrics"]
-    for key in ("rtf", "rtfx", "speedup", "first_call_ms", "load_ms", "peak_rss_mb", "model_mb",
-                "agreement_ter"):
+    for key in ("rtf", "rtfx", "speedup", "first_call_ms", "load_ms", "peak_rss_mb",
+                "process_peak_mb", "model_mb", "agreement_ter"):
         assert isinstance(m[key], float), key
+    # the whole process holds at least its libraries on top of what lies above idle
+    assert m["process_peak_mb"] >= m["peak_rss_mb"] + onnx["settings"]["memory"]["idle_mb"] - 1
     # random weights: not scored against the references (their WER is noise), and it says so
     assert m["wer"] is None and m["cer"] is None
     assert onnx["settings"]["references"].startswith("not scored: random weights")

@@ -146,6 +146,38 @@ def load_eval_set(card: Card, data_dir: str | os.PathLike | None = None) -> list
     return [EvalUtterance(u.id, u.load(rate), u.text, "builtin", rate) for u in utts]
 
 
+AUDIO_SUFFIXES = (".flac", ".wav")
+
+
+def load_real_clips(card: Card) -> tuple[list[EvalUtterance], str]:
+    """The real recordings a trained card is also checked on (``data.real_speech``, a folder of
+    FLAC/WAV clips with a Kaldi-style ``text``, relative to ../shared): (clips, where), or
+    ([], why not) when the card names none or the folder is not on this machine."""
+    from bench.paths import shared_dir
+
+    rel = card.data.get("real_speech")
+    if not rel:
+        return [], "the card names no real_speech folder"
+    shared = shared_dir()
+    folder = shared / rel if shared else None
+    if folder is None or not folder.is_dir():
+        return [], f"{rel}: not found under ../shared (set BENCH_SHARED)"
+    texts = {}
+    if (folder / "text").is_file():
+        from bench.data.kaldi import read_table
+
+        texts = {uid: rest for _, uid, rest in read_table(folder / "text")}
+    rate = model_sample_rate(card)
+    from bench.data.kaldi import Utterance
+
+    clips = [EvalUtterance(f.stem, Utterance(f.stem, str(f), None).load(rate), texts.get(f.stem),
+                           str(f), rate)
+             for f in sorted(folder.iterdir()) if f.suffix.lower() in AUDIO_SUFFIXES]
+    if not clips:
+        return [], f"{folder}: no {'/'.join(AUDIO_SUFFIXES)} files"
+    return clips, str(folder)
+
+
 def check_sample_rate(path: str, allow_upsampling: bool = False, model_rate: int = SAMPLE_RATE) -> None:
     """Higher rates are resampled down; a lower rate is refused unless the card allows it.
 

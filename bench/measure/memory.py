@@ -44,6 +44,7 @@ class MemoryResult:
     peak_rss_mb: float          # sampled peak RSS minus idle
     hwm_mb: float | None        # kernel high-water mark minus idle (None if unreadable)
     idle_mb: float
+    process_peak_mb: float      # the whole process's peak from its start: what a memory limit sees
     payload: Any
     returncode: int
     stderr_tail: str
@@ -124,7 +125,9 @@ def measure_peak_rss(
     (can miss a spike shorter than the interval) and ``hwm_mb`` from the kernel's high-water
     mark (exact, Linux only): the larger of VmHWM read by the parent while sampling and the
     one the child reports in ``BENCH_HWM``. Both are over the child's whole life, imports
-    included, minus idle. With ``gpu``, also the child's peak GPU memory as NVML lists it
+    included, minus idle. ``process_peak_mb`` is the same peak without subtracting idle: the
+    interpreter, the runtime libraries, the model and the work, as a container's limit counts
+    them (the kernel mark where readable, else the sampled peak). With ``gpu``, also the child's peak GPU memory as NVML lists it
     for that process (sampled every 10th interval: NVML's process list is slower to read).
     """
     gpu_sampler = None
@@ -224,6 +227,7 @@ def measure_peak_rss(
         peak_rss_mb=(peak_rss - idle) / MB,
         hwm_mb=None if hwm_bytes is None else (hwm_bytes - idle) / MB,
         idle_mb=idle / MB,
+        process_peak_mb=(peak_rss if hwm_bytes is None else hwm_bytes) / MB,
         payload=payload,
         returncode=proc.returncode,
         stderr_tail=stderr_tail,

@@ -27,7 +27,7 @@ plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.grid": True,
 
 # legible names for the figures' axes (results-schema key -> label)
 LABELS = {"speedup": "speedup vs PyTorch (x)", "rtf": "RTF (lower is faster)",
-          "peak_rss_mb": "peak RSS above idle (MB)", "peak_gpu_mb": "peak GPU memory (MB)",
+          "peak_rss_mb": "peak RSS above idle (MB)", "process_peak_mb": "whole-process peak RSS (MB)", "peak_gpu_mb": "peak GPU memory (MB)",
           "wer": "WER (%)", "cer": "CER (%)", "bleu": "BLEU", "intent_acc": "intent accuracy (%)",
           "tts_distance": "MCD to PyTorch (dB)", "agreement_ter": "agreement TER vs PyTorch (%)"}
 
@@ -97,23 +97,30 @@ def quality_rtf_chart(cur: pd.DataFrame, quality: str, title: str) -> str:
 
 
 def memory_chart(cur: pd.DataFrame, title: str) -> str:
-    """Bars of peak memory per variant (GPU memory beside RSS where measured)."""
+    """Bars of peak memory per variant: above idle (solid) inside the whole process's (outline),
+    GPU memory beside them where measured."""
     d = cur.dropna(subset=["peak_rss_mb"])
     if d.empty:
         return ""
     d = d.iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.8 + 0.28 * len(d)))
     y = list(range(len(d)))
-    ax.barh(y, d["peak_rss_mb"], color=[_colour(v) for v in d["variant"]], height=0.7)
+    colours = [_colour(v) for v in d["variant"]]
+    whole = d["process_peak_mb"] if "process_peak_mb" in d else pd.Series(dtype=float)
+    if whole.notna().any():
+        ax.barh(y, whole.fillna(0), height=0.7, color="none", edgecolor=colours,
+                label="whole process")
+    ax.barh(y, d["peak_rss_mb"], color=colours, height=0.7, label="above idle")
     gpu = d["peak_gpu_mb"]
     if gpu.notna().any():
         ax.barh(y, gpu.fillna(0), height=0.25, color="black", label="peak GPU MB")
-        ax.legend(fontsize=7)
+    ax.legend(fontsize=7)
     ax.set_yticks(y, [_label(r) for _, r in d.iterrows()])
-    ax.set_xlabel(LABELS["peak_rss_mb"])
+    ax.set_xlabel("peak RSS (MB)")
     ax.set_title(title)
-    return _img(fig, f"peak memory per variant: {title}", "Peak memory of each variant, measured "
-                "in a process of its own above its idle level.")
+    return _img(fig, f"peak memory per variant: {title}", "Peak RSS of each variant in a process "
+                "of its own: solid above the process's idle level (model and work), outlined the "
+                "whole process from its start (runtime libraries too).")
 
 
 def latency_chart(cur: pd.DataFrame, lat: pd.DataFrame, title: str) -> str:

@@ -52,8 +52,12 @@ figure{margin:.8em 0} figure img{max-width:100%} .charts figure{flex:0 1 auto;ma
 DEFINITIONS = ("RTF = processing seconds / audio seconds (input audio; TTS: output audio), "
                "wave or text in to text or wave out. Speedup = RTF(pytorch) / RTF(variant) from "
                "interleaved pairs in one process: median and 95% bootstrap interval. Latency per "
-               "utterance p50/p90/p99. Peak RSS above the isolated process's idle level. "
-               "Quality deltas are the variant's figure minus PyTorch's on the same run.")
+               "utterance p50/p90/p99. Process peak: the whole isolated process's peak RSS from its start "
+               "(runtime libraries, model and work, as a memory limit counts them); peak RSS: the "
+               "same process's peak above its idle level after its imports (model and work). "
+               "Quality deltas are the variant's figure minus PyTorch's on the same run. Real-speech TER: "
+               "agreement with PyTorch on real recordings (../shared/real-speech) that a trained "
+               "card's synthetic training never covered; reported, not gated.")
 
 
 def _e(x) -> str:
@@ -140,12 +144,14 @@ def _case_table(cur: pd.DataFrame, task: str, table_id: str) -> str:
             "RTF": _num(r["rtf"], 3), "RTFx": _num(r["rtfx"], 1), "speedup [95% CI]": sp,
             "p50 ms": _num(r["p50_ms"], 1), "p90 ms": _num(r["p90_ms"], 1),
             "p99 ms": _num(r["p99_ms"], 1), "first call ms": _num(r["first_call_ms"], 0),
-            "load ms": _num(r["load_ms"], 0), "peak RSS MB": _num(r["peak_rss_mb"], 1),
+            "load ms": _num(r["load_ms"], 0), "process peak MB": _num(r["process_peak_mb"], 0),
+            "peak RSS MB": _num(r["peak_rss_mb"], 1),
             "peak GPU MB": _num(r["peak_gpu_mb"], 1), "model MB": _num(r["model_mb"], 1),
         }
         for q in quality:
             row[charts.LABELS.get(q, q)] = _quality_cell(r, q)
         row["agreement TER %"] = _num(r["agreement_ter"], 2)
+        row["real-speech TER %"] = _num(r["real_agreement_ter"], 2)
         row["status"] = _e(r["status"])
         row["verdict"] = _e(verdict)
         row["reasons"] = _e("\n".join(str(x) for x in reasons))
@@ -155,6 +161,8 @@ def _case_table(cur: pd.DataFrame, task: str, table_id: str) -> str:
     df = pd.DataFrame(rows)
     if cur["peak_gpu_mb"].isna().all():
         df = df.drop(columns=["peak GPU MB"])  # a CPU-only table needs no empty GPU column
+    if cur["real_agreement_ter"].isna().all():
+        df = df.drop(columns=["real-speech TER %"])  # no trained card with real clips here
     text_cols = {"card", "data", "variant", "device", "run", "status", "verdict"}
     cls = pd.DataFrame([[("reasons " if c == "reasons" else "txt " if c in text_cols else "") + tone
                          for c in df.columns] for tone in classes], columns=df.columns)

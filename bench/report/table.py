@@ -17,10 +17,17 @@ def quality(m: Mapping) -> str:
     return ", ".join(fmt.format(m[k]) for k, fmt in QUALITY if m.get(k) is not None) or "-"
 
 
+def _agreement(m: Mapping) -> str:
+    """TER to PyTorch on the test set, and on the real clips where a trained card has them."""
+    test = _num(m.get("agreement_ter"), "{:.1f}")
+    real = m.get("real_agreement_ter")
+    return test if real is None else f"{test} / {real:.1f}"
+
+
 def markdown_table(doc: Mapping, card: str | None = None) -> str:
     rows = ["| card | variant | speedup vs PyTorch [95% CI] | RTF | p50 latency ms | "
-            "peak RSS MB | model MB | quality | agreement TER % | status |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "process peak MB | above idle MB | model MB | quality | agreement TER % test / real | status |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in doc["cases"]:
         if card and c["card"] != card:
             continue
@@ -31,8 +38,9 @@ def markdown_table(doc: Mapping, card: str | None = None) -> str:
         status = c["status"] if c["status"] != "ok" else (c.get("gate") or {}).get("verdict", "ok")
         rows.append(f"| {c['card']} | {c['variant']} | {speed} | {_num(m.get('rtf'), '{:.4f}')} | "
                     f"{_num((m.get('latency_ms') or {}).get('p50'), '{:.0f}')} | "
+                    f"{_num(m.get('process_peak_mb'), '{:.0f}')} | "
                     f"{_num(m.get('peak_rss_mb'), '{:.0f}')} | {_num(m.get('model_mb'), '{:.1f}')} | "
-                    f"{quality(m)} | {_num(m.get('agreement_ter'), '{:.1f}')} | "
+                    f"{quality(m)} | {_agreement(m)} | "
                     f"{status} |")
     run = doc["run"]
     rows.append("")
@@ -66,4 +74,29 @@ def speedup_table(docs: list[Mapping]) -> str:
                    + f" | {PAPER_CPU_SPEEDUP.get(task, '-')} |")
     runs = ", ".join(f"{d['run']['id']} (commit {str(d['run'].get('git_commit'))[:10]})" for d in docs)
     out += ["", f"Speedup vs PyTorch [95% CI]; runs {runs}."]
+    return "\n".join(out)
+
+
+def _below(x, ref) -> str:
+    return "-" if x is None or not ref else f"{100 * (1 - x / ref):.0f}%"
+
+
+def memory_table(docs: list[Mapping]) -> str:
+    """Each case's two memory figures and how far each lies below its card's PyTorch case in
+    the same run: the whole process from its start, and the model and work above idle."""
+    out = ["| card | variant | process peak MB | below PyTorch | above idle MB | below PyTorch |",
+           "|---|---|---|---|---|---|"]
+    for doc in docs:
+        torch = {(c["card"], c["device"]): c["metrics"] for c in doc["cases"]
+                 if c["variant"] == "pytorch" and c["status"] == "ok"}
+        for c in doc["cases"]:
+            if c["status"] != "ok":
+                continue
+            m, ref = c["metrics"], torch.get((c["card"], c["device"]), {})
+            whole, work = m.get("process_peak_mb"), m.get("peak_rss_mb")
+            out.append(f"| {c['card']} | {c['variant']} | {_num(whole, '{:.0f}')} | "
+                       f"{_below(whole, ref.get('process_peak_mb'))} | {_num(work, '{:.0f}')} | "
+                       f"{_below(work, ref.get('peak_rss_mb'))} |")
+    runs = ", ".join(f"{d['run']['id']} (commit {str(d['run'].get('git_commit'))[:10]})" for d in docs)
+    out += ["", f"Peak RSS of each variant in a process of its own; runs {runs}."]
     return "\n".join(out)
