@@ -117,7 +117,7 @@ def cmd_baseline_spread(a) -> int:
 
 
 def cmd_table(a) -> int:
-    from bench.report.table import markdown_table, memory_table, speedup_table
+    from bench.report.table import markdown_table, memory_table, roofline_table, speedup_table
     from bench.results import load_results
 
     docs = [load_results(r) for r in a.results]
@@ -125,6 +125,8 @@ def cmd_table(a) -> int:
         print(speedup_table(docs))
     elif a.memory:
         print(memory_table(docs))
+    elif a.roofline:
+        print(roofline_table(docs))
     else:
         print("\n\n".join(markdown_table(d, card=a.card) for d in docs))
     return 0
@@ -325,6 +327,8 @@ def main(argv=None) -> int:
                    help="one row a card: each variant's speedup beside the paper's figure for its task")
     t.add_argument("--memory", action="store_true",
                    help="each case's whole-process and above-idle peak, and how far below PyTorch's")
+    t.add_argument("--roofline", action="store_true",
+                   help="each ONNX case's graphs: counted arithmetic, rate, share of the GEMM peak")
     t.set_defaults(func=cmd_table)
 
     st = sub.add_parser("selftest", help="measure the gate's false-alarm and miss rates")

@@ -23,7 +23,7 @@ from bench.results import make_case, set_error, set_skipped
 from bench.runtime.load import PROVIDERS, load_recognizer
 from bench.tasks import get_task
 from bench.trackers import (decode_all, rounds_rule, track_load, track_memory, track_quality,
-                            track_real_speech, track_speed)
+                            track_real_speech, track_roofline, track_speed)
 from bench.variants import REFERENCE, device_reason, get_variant
 from bench.zoo.cards import Card
 
@@ -40,6 +40,7 @@ class BenchSession:
     _data_ids: dict = field(default_factory=dict)
     _refs: dict = field(default_factory=dict)
     _real: dict = field(default_factory=dict)
+    _peaks: dict | None = None
 
     def eval_set(self, card: Card) -> list:
         if card.name not in self._data:
@@ -64,6 +65,14 @@ class BenchSession:
             self._refs[key] = (rec, decode_all(rec, self.eval_set(card)))
         return self._refs[key]
 
+
+    def peaks(self) -> dict:
+        """This machine's GEMM peaks (bench.measure.peak), probed once a run, at its threads."""
+        if self._peaks is None:
+            from bench.measure.peak import gemm_peaks
+
+            self._peaks = gemm_peaks(self.threads)
+        return self._peaks
 
     def real_speech(self, card: Card, device: str):
         """(real clips, PyTorch's outputs on them or None, where they are or why there are none),
@@ -131,6 +140,8 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     speed = track_speed(ref_rec, rec, variant, subset, sum(audio_of[u.id] for u in subset),
                         rounds_rule(card.timing, session.fast))
     speed.record(case)
+    if runtime == "onnx" and device == "cpu":
+        track_roofline(rec, subset, session.peaks()).record(case)
 
     memory = track_memory(artifact, card, variant, device, session.threads, [u.input for u in subset])
     memory.record(case)

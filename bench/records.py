@@ -97,6 +97,8 @@ class Metrics(_Record):
     tts_distance: float | None = None
     agreement_ter: float | None = None
     real_agreement_ter: float | None = None  # the same on real recordings (trained cards)
+    gops_per_s: float | None = None  # arithmetic rate in the graphs (bench.measure.roofline)
+    peak_percent: float | None = None  # that rate as a share of the machine's GEMM peak
     extra: dict = field(default_factory=dict)
 
     @classmethod

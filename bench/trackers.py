@@ -196,6 +196,30 @@ def track_speed(ref_rec, rec, variant: str, subset: list, subset_audio_s: float,
     return Speed(metrics, timing, ratios, remeasured, too_noisy)
 
 
+# --------------------------------------------------------------------------- roofline
+
+@dataclass
+class Roofline:
+    """The variant's arithmetic rate in its graphs and its share of the machine's GEMM peak
+    (bench.measure.roofline): a diagnosis beside the speed figures, never gated."""
+    detail: dict
+
+    def record(self, case: dict) -> None:
+        case["settings"]["roofline"] = self.detail
+        in_graphs = self.detail.get("in_graphs") or {}
+        case["metrics"].update(gops_per_s=in_graphs.get("gops_per_s"),
+                               peak_percent=in_graphs.get("peak_percent"))
+
+
+def track_roofline(rec, subset: list, peaks: dict) -> Roofline:
+    from bench.measure.roofline import roofline
+
+    try:
+        return Roofline(roofline(rec, [u.input for u in subset], peaks))
+    except Exception as e:  # noqa: BLE001 - a diagnosis that fails must not cost the case
+        return Roofline({"error": f"{type(e).__name__}: {e}", "peaks": peaks})
+
+
 # ----------------------------------------------------------------------------- memory
 
 @dataclass

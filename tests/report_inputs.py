@@ -37,6 +37,10 @@ def run_doc(machine_class: str, day: int, *, libs=None, speedup_scale: float = 1
                      model_mb=30.0, agreement_ter=0.0 if variant != "onnx-int8" else 0.4,
                      latency_ms={"p50": 100 / (s or 1), "p90": 150 / (s or 1), "p99": 180 / (s or 1)})
             m[q] = q0 + (0.2 if variant == "onnx-int8" else 0.0)
+            if s is not None:  # ONNX variants have a roofline, the PyTorch reference none
+                m.update(gops_per_s=20.0 * s, peak_percent=4.0 * s)
+                c["settings"]["roofline"] = {"peaks": {"fp32_gflops": 150.0, "int8_gops": 700.0,
+                                                       "n": 1024, "runs": 20, "threads": 2}}
             verdict, reasons = "pass", []
             if fail == f"{task}/{card}/{variant}":
                 verdict, reasons = "fail", [f"speedup fell: [{0.5:.2f}, {0.6:.2f}] < 2.61"]

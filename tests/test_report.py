@@ -33,6 +33,9 @@ def test_all_passing_nights_are_go_with_every_section(tmp_path):
     s = 2.9   # asr onnx on night 21 of class A, with its interval
     assert f"{s:.2f} [{0.95 * s:.2f}, {1.05 * s:.2f}]" in text
     assert "6.90 (Δ +0.20)" in text           # int8 WER and its delta to PyTorch
+    # the roofline columns, and the peaks they were set against (none for PyTorch)
+    assert "% of GEMM peak" in text and "fp32 150 GFLOP/s, int8 700 GOP/s" in text
+    assert "whole process" in text or "process peak MB" in text
     assert "http://" not in text and "https://" not in text and "<script" not in text
 
 

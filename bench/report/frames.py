@@ -22,7 +22,7 @@ __all__ = ["QUALITY_KEYS", "task_quality", "cases_frame", "current_cases", "late
 # agreement TER is already a comparison with PyTorch, so it has no delta
 QUALITY_KEYS = tuple(dict.fromkeys(k for t in TASKS.values() for k in t.quality))
 _SCALARS = ("rtf", "rtfx", "speedup", "first_call_ms", "load_ms", "peak_rss_mb", "process_peak_mb", "peak_gpu_mb",
-            "model_mb", "agreement_ter", "real_agreement_ter") + QUALITY_KEYS
+            "model_mb", "agreement_ter", "real_agreement_ter", "gops_per_s", "peak_percent") + QUALITY_KEYS
 
 
 def task_quality(task: str) -> tuple[str, ...]:
@@ -49,6 +49,15 @@ def _data_label(c: dict) -> str:
     return f"{source} ({str(ident.get('data', ''))[:8]})"
 
 
+def peaks_text(c: dict) -> str | None:
+    """The GEMM peaks the case's roofline was set against (measured in its run)."""
+    p = ((c.get("settings") or {}).get("roofline") or {}).get("peaks")
+    if not p:
+        return None
+    return (f"fp32 {p['fp32_gflops']:.0f} GFLOP/s, int8 {p['int8_gops']:.0f} GOP/s "
+            f"({p['n']}x{p['n']} GEMM, fastest of {p['runs']} runs, {p['threads']} threads)")
+
+
 def _row(r: ReportRun, c: dict) -> dict:
     m = c.get("metrics") or {}
     lat = m.get("latency_ms") or {}
@@ -63,6 +72,7 @@ def _row(r: ReportRun, c: dict) -> dict:
         "device": c["device"], "status": c["status"], "error": c.get("error"),
         "verdict": gate.get("verdict"), "reasons": list(gate.get("reasons") or []),
         "speedup_lo": _num(ci[0]), "speedup_hi": _num(ci[1]),
+        "gemm_peaks": peaks_text(c),
         "p50_ms": _num(lat.get("p50")), "p90_ms": _num(lat.get("p90")), "p99_ms": _num(lat.get("p99")),
     }
     row.update({k: _num(m.get(k)) for k in _SCALARS})

@@ -152,6 +152,8 @@ def _case_table(cur: pd.DataFrame, task: str, table_id: str) -> str:
             row[charts.LABELS.get(q, q)] = _quality_cell(r, q)
         row["agreement TER %"] = _num(r["agreement_ter"], 2)
         row["real-speech TER %"] = _num(r["real_agreement_ter"], 2)
+        row["GOP/s in graphs"] = _num(r["gops_per_s"], 1)
+        row["% of GEMM peak"] = _num(r["peak_percent"], 1)
         row["status"] = _e(r["status"])
         row["verdict"] = _e(verdict)
         row["reasons"] = _e("\n".join(str(x) for x in reasons))
@@ -163,6 +165,8 @@ def _case_table(cur: pd.DataFrame, task: str, table_id: str) -> str:
         df = df.drop(columns=["peak GPU MB"])  # a CPU-only table needs no empty GPU column
     if cur["real_agreement_ter"].isna().all():
         df = df.drop(columns=["real-speech TER %"])  # no trained card with real clips here
+    if cur["peak_percent"].isna().all():
+        df = df.drop(columns=["GOP/s in graphs", "% of GEMM peak"])  # no roofline measured
     text_cols = {"card", "data", "variant", "device", "run", "status", "verdict"}
     cls = pd.DataFrame([[("reasons " if c == "reasons" else "txt " if c in text_cols else "") + tone
                          for c in df.columns] for tone in classes], columns=df.columns)
@@ -263,6 +267,11 @@ def render_report_html(runs: Sequence[ReportRun], left_out: Sequence[LeftOut] = 
             where = f"{task} on {mc}"
             parts.append(f"<h3>Machine class {_e(mc)}</h3>")
             parts.append(_case_table(c, task, f"cases{n}"))
+            peaks = sorted({(r, p) for r, p in zip(c["run_id"], c["gemm_peaks"]) if isinstance(p, str)})
+            if peaks:
+                parts.append("<p>Roofline: the graphs' counted arithmetic (products only) per second, "
+                             "and the share of this machine's GEMM peak it reaches; peaks measured "
+                             "in the run: " + "; ".join(f"{_e(r)}: {_e(p)}" for r, p in peaks) + ".</p>")
             figs = [charts.speedup_chart(c, where), charts.quality_rtf_chart(c, quality, where),
                     charts.memory_chart(c, where), charts.latency_chart(c, lat, where)]
             parts.append('<div class="charts">' + "".join(f for f in figs if f) + "</div>")

@@ -100,3 +100,31 @@ def memory_table(docs: list[Mapping]) -> str:
     runs = ", ".join(f"{d['run']['id']} (commit {str(d['run'].get('git_commit'))[:10]})" for d in docs)
     out += ["", f"Peak RSS of each variant in a process of its own; runs {runs}."]
     return "\n".join(out)
+
+
+def roofline_table(docs: list[Mapping]) -> str:
+    """Per ONNX case, each graph's counted arithmetic, its rate and its share of the GEMM peak
+    measured in the same run; then all graphs together, and the whole decode."""
+    out = ["| card | variant | part | runs | GFLOP fp32 | GOP int8 | s | GOP/s | % of peak |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    peaks = []
+    for doc in docs:
+        for c in doc["cases"]:
+            r = (c.get("settings") or {}).get("roofline")
+            if not r or c["status"] != "ok":
+                continue
+            if r.get("error"):
+                out.append(f"| {c['card']} | {c['variant']} | not measured: {r['error']} | | | | | | |")
+                continue
+            parts = [(f"graph {k}", g) for k, g in r["graphs"].items()]
+            parts += [("all graphs", r["in_graphs"]), ("end to end", r["end_to_end"])]
+            for name, g in parts:
+                out.append(f"| {c['card']} | {c['variant']} | {name} | {g.get('runs', '')} | "
+                           f"{g['gflop_fp32']:.2f} | {g['gop_int8']:.2f} | {g['seconds']:.3f} | "
+                           f"{_num(g['gops_per_s'], '{:.1f}')} | {_num(g['peak_percent'], '{:.1f}')} |")
+            p = r["peaks"]
+            peaks.append(f"{doc['run']['id']}: fp32 {p['fp32_gflops']:.0f} GFLOP/s, "
+                         f"int8 {p['int8_gops']:.0f} GOP/s")
+    out += ["", "GEMM peaks measured in the run (1024x1024, fastest run, the run's threads): "
+            + "; ".join(dict.fromkeys(peaks)) + "."]
+    return "\n".join(out)
