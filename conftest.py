@@ -19,6 +19,8 @@ def pytest_addoption(parser):
     g.addoption("--bench-fast", action="store_true",
                 help="minimum rounds only: checks the harness, gives no trustworthy figures")
     g.addoption("--bench-out", default=None, help="reports folder (default: reports/)")
+    g.addoption("--bench-server", type=int, default=0,
+                help="also the server scenario with this many concurrent streams (speech input)")
     g.addoption("--bench-model", default=None,
                 help="your own ESPnet ASR model: an exp dir (config.yaml + .pth), a .pth in one, "
                      "or a packed model zip; it is run instead of the built-in cards")

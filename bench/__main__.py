@@ -23,7 +23,7 @@ def cmd_run(a) -> int:
     # pytest runs in the repository: paths the user gave are made absolute here, where they meant them
     a.out, a.model, a.data = (str(Path(p).resolve()) if p else None for p in (a.out, a.model, a.data))
     for opt, val in (("--bench-card", a.card), ("--bench-variant", a.variant),
-                     ("--bench-threads", a.threads), ("--bench-out", a.out),
+                     ("--bench-threads", a.threads), ("--bench-out", a.out), ("--bench-server", a.server),
                      ("--bench-model", a.model), ("--bench-data", a.data)):
         if val:
             args += [opt, str(val)]
@@ -117,7 +117,7 @@ def cmd_baseline_spread(a) -> int:
 
 
 def cmd_table(a) -> int:
-    from bench.report.table import markdown_table, memory_table, roofline_table, speedup_table
+    from bench.report.table import markdown_table, memory_table, roofline_table, server_table, speedup_table
     from bench.results import load_results
 
     docs = [load_results(r) for r in a.results]
@@ -127,6 +127,8 @@ def cmd_table(a) -> int:
         print(memory_table(docs))
     elif a.roofline:
         print(roofline_table(docs))
+    elif a.server:
+        print(server_table(docs))
     else:
         print("\n\n".join(markdown_table(d, card=a.card) for d in docs))
     return 0
@@ -274,6 +276,9 @@ def main(argv=None) -> int:
     r.add_argument("--threads", type=int, help="intra-op threads (default: usable cores)")
     r.add_argument("--out", help=f"reports folder (default {reports_dir()})")
     r.add_argument("--fast", action="store_true", help="minimum rounds: checks, not figures")
+    r.add_argument("--server", type=int, metavar="STREAMS",
+                   help="also the server scenario: STREAMS single-threaded streams at once, offline "
+                        "throughput and p99 latency at 70%% of PyTorch's throughput (speech input)")
     r.add_argument("--update-baselines", action="store_true",
                    help="rewrite this machine class's baselines if every case passed")
     r.add_argument("--against", nargs="+", metavar="RESULTS",
@@ -329,6 +334,8 @@ def main(argv=None) -> int:
                    help="each case's whole-process and above-idle peak, and how far below PyTorch's")
     t.add_argument("--roofline", action="store_true",
                    help="each ONNX case's graphs: counted arithmetic, rate, share of the GEMM peak")
+    t.add_argument("--server", action="store_true",
+                   help="the server scenario of a run made with --server: throughput and p99 latency")
     t.set_defaults(func=cmd_table)
 
     st = sub.add_parser("selftest", help="measure the gate's false-alarm and miss rates")

@@ -23,7 +23,8 @@ from bench.results import make_case, set_error, set_skipped
 from bench.runtime.load import PROVIDERS, load_recognizer
 from bench.tasks import get_task
 from bench.trackers import (decode_all, rounds_rule, track_load, track_memory, track_quality,
-                            track_real_speech, track_roofline, track_speed)
+                            offline_throughput, track_real_speech, track_roofline, track_server,
+                            track_speed)
 from bench.variants import REFERENCE, device_reason, get_variant
 from bench.zoo.cards import Card
 
@@ -34,6 +35,7 @@ class BenchSession:
 
     threads: int = 2
     fast: bool = False  # fewer rounds: for tests of the harness, not for figures
+    server_streams: int = 0  # > 0: also the server scenario with this many streams (--server)
     data_dir: str | None = None  # a Kaldi-style dir (--data) that replaces every card's data
     utterances: list[dict] = field(default_factory=list)
     _data: dict = field(default_factory=dict)
@@ -41,6 +43,7 @@ class BenchSession:
     _refs: dict = field(default_factory=dict)
     _real: dict = field(default_factory=dict)
     _peaks: dict | None = None
+    _server_ref: dict = field(default_factory=dict)
 
     def eval_set(self, card: Card) -> list:
         if card.name not in self._data:
@@ -74,6 +77,18 @@ class BenchSession:
             self._peaks = gemm_peaks(self.threads)
         return self._peaks
 
+    def server_reference(self, card: Card, device: str, subset: list) -> dict:
+        """PyTorch's offline throughput with server_streams streams, once a card and device:
+        every variant's arrival rate and server speedup are set by it."""
+        key = (card.name, device)
+        if key not in self._server_ref:
+            load = lambda: load_recognizer(self.artifact(card), card.decode, REFERENCE, device, 1)  # noqa: E731
+            try:
+                self._server_ref[key] = offline_throughput(load, self.server_streams, subset)
+            finally:
+                _restore_torch_threads(self.threads)
+        return self._server_ref[key]
+
     def real_speech(self, card: Card, device: str):
         """(real clips, PyTorch's outputs on them or None, where they are or why there are none),
         once a card and device. Only trained cards: a random model's output on speech is noise."""
@@ -86,6 +101,14 @@ class BenchSession:
                 ref_rec, _ = self.reference(card, device)
                 self._real[key] = (clips, decode_all(ref_rec, clips) if clips else None, where)
         return self._real[key]
+
+
+def _restore_torch_threads(threads: int) -> None:
+    """Single-threaded streams set torch's process-wide thread count; the next case needs it back."""
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def device_available(device: str) -> str | None:
@@ -142,6 +165,13 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     speed.record(case)
     if runtime == "onnx" and device == "cpu":
         track_roofline(rec, subset, session.peaks()).record(case)
+    if session.server_streams and device == "cpu" and not family.audio_is_output:
+        reference = session.server_reference(card, device, subset)
+        try:
+            track_server(lambda: load_recognizer(artifact, card.decode, variant, device, 1), variant,
+                         session.server_streams, subset, reference).record(case)
+        finally:
+            _restore_torch_threads(session.threads)
 
     memory = track_memory(artifact, card, variant, device, session.threads, [u.input for u in subset])
     memory.record(case)

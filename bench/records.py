@@ -99,6 +99,9 @@ class Metrics(_Record):
     real_agreement_ter: float | None = None  # the same on real recordings (trained cards)
     gops_per_s: float | None = None  # arithmetic rate in the graphs (bench.measure.roofline)
     peak_percent: float | None = None  # that rate as a share of the machine's GEMM peak
+    server_rtfx: float | None = None  # N streams at once: audio seconds per wall second (offline)
+    server_speedup: float | None = None  # that throughput over PyTorch's
+    server_p99_ms: float | None = None  # p99 latency at a fixed arrival rate, queueing included
     extra: dict = field(default_factory=dict)
 
     @classmethod

@@ -68,7 +68,8 @@ class SuiteRun:
         opt = config.getoption
         threads = opt("--bench-threads") or len(os.sched_getaffinity(0))
         out = Path(opt("--bench-out")) if opt("--bench-out") else reports_dir()
-        run = cls(BenchSession(threads=threads, fast=opt("--bench-fast"), data_dir=opt("--bench-data")),
+        run = cls(BenchSession(threads=threads, fast=opt("--bench-fast"), data_dir=opt("--bench-data"),
+                               server_streams=opt("--bench-server") or 0),
                   out, baselines_dir(), opt("--update-baselines"), _split_paths(opt("--bench-against")))
         fp = machine_fingerprint()
         fp["class"] = machine_class(fp)

@@ -220,6 +220,65 @@ def track_roofline(rec, subset: list, peaks: dict) -> Roofline:
         return Roofline({"error": f"{type(e).__name__}: {e}", "peaks": peaks})
 
 
+# ----------------------------------------------------------------------------- server
+
+SERVER_LOAD = 0.7  # arrivals at 70% of PyTorch's offline throughput, the same rate for every variant
+SERVER_QUERIES = 24  # at least: the timed subset repeated
+
+
+def server_queries(subset: list) -> tuple[list, list[float]]:
+    reps = -(-SERVER_QUERIES // len(subset))
+    items = (subset * reps)[:max(SERVER_QUERIES, len(subset))]
+    return [u.input for u in items], [u.seconds for u in items]
+
+
+def _streams(load, streams: int, subset: list) -> list:
+    """``streams`` recognizers, each run once on the shortest query (first runs build caches)."""
+    recs = [load() for _ in range(streams)]
+    shortest = min(subset, key=lambda u: u.seconds).input
+    for rec in recs:
+        rec(shortest)
+    return recs
+
+
+def offline_throughput(load, streams: int, subset: list) -> dict:
+    """Offline scenario of ``streams`` recognizers made by ``load()`` (bench.measure.server)."""
+    from bench.measure.server import offline
+
+    inputs, audio = server_queries(subset)
+    return offline(_streams(load, streams, subset), inputs, audio)
+
+
+@dataclass
+class Server:
+    """Throughput of N streams at once and p99 latency under load (bench.measure.server),
+    beside the one-utterance-at-a-time figures; reported, not gated."""
+    metrics: dict[str, Any]
+    detail: dict[str, Any]
+
+    def record(self, case: dict) -> None:
+        case["metrics"].update(self.metrics)
+        case["settings"]["server"] = self.detail
+
+
+def track_server(load, variant: str, streams: int, subset: list, reference: dict) -> Server:
+    """``load()`` makes one single-threaded recognizer of the variant; ``reference`` is
+    PyTorch's offline result on the same queries, which sets the arrival rate."""
+    from bench.measure.server import offline, server
+
+    inputs, audio = server_queries(subset)
+    recs = _streams(load, streams, subset)
+    off = reference if variant == REFERENCE else offline(recs, inputs, audio)
+    rate = SERVER_LOAD * reference["queries"] / reference["wall_s"]
+    srv = server(recs, inputs, audio, rate)
+    metrics = {"server_rtfx": off["rtfx"], "server_p99_ms": srv["latency_ms"]["p99"]}
+    if variant != REFERENCE:
+        metrics["server_speedup"] = off["rtfx"] / reference["rtfx"]
+    detail = {"streams": streams, "threads_per_stream": 1, "load": SERVER_LOAD,
+              "offline": off, "server": srv}
+    return Server(metrics, detail)
+
+
 # ----------------------------------------------------------------------------- memory
 
 @dataclass

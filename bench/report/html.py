@@ -57,7 +57,10 @@ DEFINITIONS = ("RTF = processing seconds / audio seconds (input audio; TTS: outp
                "same process's peak above its idle level after its imports (model and work). "
                "Quality deltas are the variant's figure minus PyTorch's on the same run. Real-speech TER: "
                "agreement with PyTorch on real recordings (../shared/real-speech) that a trained "
-               "card's synthetic training never covered; reported, not gated.")
+               "card's synthetic training never covered; reported, not gated. Server (bench run --server N): N "
+               "single-threaded streams at once; RTFx = audio seconds per wall second with every "
+               "query queued at the start, speedup = that over PyTorch's, p99 = latency from arrival "
+               "at 70% of PyTorch's throughput (Poisson arrivals, fixed seed).")
 
 
 def _e(x) -> str:
@@ -154,6 +157,9 @@ def _case_table(cur: pd.DataFrame, task: str, table_id: str) -> str:
         row["real-speech TER %"] = _num(r["real_agreement_ter"], 2)
         row["GOP/s in graphs"] = _num(r["gops_per_s"], 1)
         row["% of GEMM peak"] = _num(r["peak_percent"], 1)
+        row["server RTFx"] = _num(r["server_rtfx"], 1)
+        row["server speedup"] = _num(r["server_speedup"], 2)
+        row["server p99 ms"] = _num(r["server_p99_ms"], 0)
         row["status"] = _e(r["status"])
         row["verdict"] = _e(verdict)
         row["reasons"] = _e("\n".join(str(x) for x in reasons))
@@ -167,6 +173,8 @@ def _case_table(cur: pd.DataFrame, task: str, table_id: str) -> str:
         df = df.drop(columns=["real-speech TER %"])  # no trained card with real clips here
     if cur["peak_percent"].isna().all():
         df = df.drop(columns=["GOP/s in graphs", "% of GEMM peak"])  # no roofline measured
+    if cur["server_rtfx"].isna().all():
+        df = df.drop(columns=["server RTFx", "server speedup", "server p99 ms"])  # not run (--server)
     text_cols = {"card", "data", "variant", "device", "run", "status", "verdict"}
     cls = pd.DataFrame([[("reasons " if c == "reasons" else "txt " if c in text_cols else "") + tone
                          for c in df.columns] for tone in classes], columns=df.columns)

@@ -128,3 +128,24 @@ def roofline_table(docs: list[Mapping]) -> str:
     out += ["", "GEMM peaks measured in the run (1024x1024, fastest run, the run's threads): "
             + "; ".join(dict.fromkeys(peaks)) + "."]
     return "\n".join(out)
+
+
+def server_table(docs: list[Mapping]) -> str:
+    """The server scenario of each case run with --server: offline throughput across streams,
+    its ratio to PyTorch's, and latency at the fixed arrival rate."""
+    out = ["| card | variant | streams | offline RTFx | speedup vs PyTorch | arrivals/s | "
+           "p50 ms | p99 ms |", "|---|---|---|---|---|---|---|---|"]
+    for doc in docs:
+        for c in doc["cases"]:
+            s = (c.get("settings") or {}).get("server")
+            if not s or c["status"] != "ok":
+                continue
+            m, lat = c["metrics"], s["server"]["latency_ms"]
+            speed = "reference" if c["variant"] == "pytorch" else _num(m.get("server_speedup"))
+            out.append(f"| {c['card']} | {c['variant']} | {s['streams']} | {s['offline']['rtfx']:.1f} | "
+                       f"{speed} | {s['server']['rate_qps']:.2f} | {_num(lat['p50'], '{:.0f}')} | "
+                       f"{_num(lat['p99'], '{:.0f}')} |")
+    runs = ", ".join(d["run"]["id"] for d in docs)
+    out += ["", f"Offline: every query queued at the start; server: Poisson arrivals at 70% of "
+            f"PyTorch's offline throughput, one thread a stream; runs {runs}."]
+    return "\n".join(out)
