@@ -49,6 +49,10 @@ NOT_A_MODEL = ("checkpoint.pth",)  # ESPnet's resumable training state (optimize
 EXPORTABLE_DECODERS = ("transformer",)  # what bench.export.asr's one-step decoder graph handles
 
 
+# a trained model's agreement with PyTorch on real speech is reported beside the eval set's
+REAL_SPEECH = "real-speech/librispeech"
+
+
 @dataclass(frozen=True)
 class Ref:
     """One file of the user's model: a path on disk, or a member of a zip."""
@@ -136,7 +140,7 @@ def user_card(path: str | os.PathLike, decode: dict | None = None) -> UserCard:
     name = p.parent.name if p.suffix == ".pth" else p.stem if p.suffix == ".zip" else p.name
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
     return UserCard(name=f"user-{slug}", task=TASK, tier=TIER, model=model,
-                    decode=dict(decode or DEFAULT_DECODE), data={}, source=str(p),
+                    decode=dict(decode or DEFAULT_DECODE), data={"real_speech": REAL_SPEECH}, source=str(p),
                     description=f"your model at {p}", path=str(p))
 
 
