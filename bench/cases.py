@@ -68,7 +68,6 @@ class BenchSession:
             self._refs[key] = (rec, decode_all(rec, self.eval_set(card)))
         return self._refs[key]
 
-
     def peaks(self) -> dict:
         """This machine's GEMM peaks (bench.measure.peak), probed once a run, at its threads."""
         if self._peaks is None:
@@ -163,22 +162,20 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     speed = track_speed(ref_rec, rec, variant, subset, sum(audio_of[u.id] for u in subset),
                         rounds_rule(card.timing, session.fast))
     speed.record(case)
-    if runtime == "onnx" and device == "cpu":
-        track_roofline(rec, subset, session.peaks()).record(case)
-    if session.server_streams and device == "cpu" and not family.audio_is_output:
-        reference = session.server_reference(card, device, subset)
-        try:
-            track_server(lambda: load_recognizer(artifact, card.decode, variant, device, 1), variant,
-                         session.server_streams, subset, reference).record(case)
-        finally:
-            _restore_torch_threads(session.threads)
 
     memory = track_memory(artifact, card, variant, device, session.threads, [u.input for u in subset])
     memory.record(case)
     if runtime == "onnx" and memory.torch_imported:
         raise RuntimeError("the ONNX variant's memory child imported torch")
+
+    # reported beside the gated figures: each records its own failure and the case goes on
+    if runtime == "onnx" and device == "cpu":
+        _reported("roofline", case, lambda: track_roofline(rec, subset, session.peaks()))
     if card.data.get("real_speech") and not family.audio_is_output:
-        _real_speech(session, card, variant, device, task, rec, case)
+        _reported("real_speech", case, lambda: track_real_speech(
+            rec, variant, task, *session.real_speech(card, device)))
+    if session.server_streams and device == "cpu" and not family.audio_is_output:
+        _reported("server", case, lambda: _server(session, card, variant, device, artifact, subset))
 
     out = quality.decoded
     for u, o, secs, ro, audio in zip(utts, out.outputs, out.seconds, ref_out.outputs, quality.item_audio_s):
@@ -188,14 +185,22 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
         session.utterances.append(row)
 
 
-def _real_speech(session, card, variant, device, task, rec, case) -> None:
-    """The real clips' agreement: reported beside the test set's, never failing the case (an
-    unreadable clip is said in settings.real_speech; the case's own figures stand)."""
+def _reported(name: str, case: dict, track) -> None:
+    """Record a reported (never gated) figure; if it fails, say why in settings[name] instead:
+    the case's gated figures stand."""
     try:
-        clips, real_ref, where = session.real_speech(card, device)
-        track_real_speech(rec, variant, task, clips, real_ref, where).record(case)
+        track().record(case)
     except Exception as e:  # noqa: BLE001 - reported, the case goes on
-        case["settings"]["real_speech"] = {"measured": False, "why": f"{type(e).__name__}: {e}"}
+        case["settings"][name] = {"measured": False, "why": f"{type(e).__name__}: {e}"}
+
+
+def _server(session: BenchSession, card: Card, variant: str, device: str, artifact: Path, subset: list):
+    reference = session.server_reference(card, device, subset)
+    try:
+        return track_server(lambda: load_recognizer(artifact, card.decode, variant, device, 1), variant,
+                            session.server_streams, subset, reference)
+    finally:
+        _restore_torch_threads(session.threads)
 
 
 def _describe(session: BenchSession, card: Card, variant: str, runtime: str, artifact: Path,

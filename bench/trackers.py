@@ -120,7 +120,8 @@ class RealSpeech:
         case["settings"]["real_speech"] = self.notes
 
 
-def track_real_speech(rec, variant: str, task, clips: list, ref_out: Decoded | None, where: str) -> RealSpeech:
+def track_real_speech(rec, variant: str, task, clips: list, ref_out: Decoded | None,
+                      where: str) -> RealSpeech:
     if not clips:
         return RealSpeech(None, {"measured": False, "why": where})
     notes = {"measured": True, "dir": where, "n_clips": len(clips),
@@ -214,10 +215,7 @@ class Roofline:
 def track_roofline(rec, subset: list, peaks: dict) -> Roofline:
     from bench.measure.roofline import roofline
 
-    try:
-        return Roofline(roofline(rec, [u.input for u in subset], peaks))
-    except Exception as e:  # noqa: BLE001 - a diagnosis that fails must not cost the case
-        return Roofline({"error": f"{type(e).__name__}: {e}", "peaks": peaks})
+    return Roofline(roofline(rec, [u.input for u in subset], peaks))
 
 
 # ----------------------------------------------------------------------------- server

@@ -130,3 +130,18 @@ def test_gemm_probe_reports_both_precisions():
     p = gemm_peaks(1)
     assert set(p) == {"fp32_gflops", "int8_gops", "n", "runs", "threads"}
     assert p["fp32_gflops"] > 0 and p["int8_gops"] > 0 and p["threads"] == 1
+
+
+def test_a_failing_reported_figure_is_said_and_the_case_goes_on():
+    from bench.cases import _reported
+    from bench.report.table import roofline_table
+
+    def broken():
+        raise RuntimeError("graph file gone")
+
+    case = {"card": "asr-x", "variant": "onnx", "status": "ok", "metrics": {"rtf": 0.1}, "settings": {}}
+    _reported("roofline", case, broken)
+    assert case["settings"]["roofline"] == {"measured": False, "why": "RuntimeError: graph file gone"}
+    assert case["metrics"] == {"rtf": 0.1} and case["status"] == "ok"
+    doc = {"run": {"id": "r1"}, "cases": [case]}
+    assert "| asr-x | onnx | not measured: RuntimeError: graph file gone |" in roofline_table([doc])

@@ -113,8 +113,8 @@ def roofline_table(docs: list[Mapping]) -> str:
             r = (c.get("settings") or {}).get("roofline")
             if not r or c["status"] != "ok":
                 continue
-            if r.get("error"):
-                out.append(f"| {c['card']} | {c['variant']} | not measured: {r['error']} | | | | | | |")
+            if r.get("measured") is False:
+                out.append(f"| {c['card']} | {c['variant']} | not measured: {r['why']} | | | | | | |")
                 continue
             parts = [(f"graph {k}", g) for k, g in r["graphs"].items()]
             parts += [("all graphs", r["in_graphs"]), ("end to end", r["end_to_end"])]
