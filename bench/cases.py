@@ -82,10 +82,7 @@ class BenchSession:
         key = (card.name, device)
         if key not in self._server_ref:
             load = lambda: load_recognizer(self.artifact(card), card.decode, REFERENCE, device, 1)  # noqa: E731
-            try:
-                self._server_ref[key] = offline_throughput(load, self.server_streams, subset)
-            finally:
-                _restore_torch_threads(self.threads)
+            self._server_ref[key] = offline_throughput(load, self.server_streams, subset)
         return self._server_ref[key]
 
     def real_speech(self, card: Card, device: str):
@@ -195,8 +192,8 @@ def _reported(name: str, case: dict, track) -> None:
 
 
 def _server(session: BenchSession, card: Card, variant: str, device: str, artifact: Path, subset: list):
-    reference = session.server_reference(card, device, subset)
-    try:
+    try:  # PyTorch's streams, the reference's included, set torch's process-wide threads to 1
+        reference = session.server_reference(card, device, subset)
         return track_server(lambda: load_recognizer(artifact, card.decode, variant, device, 1), variant,
                             session.server_streams, subset, reference)
     finally:

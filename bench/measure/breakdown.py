@@ -12,17 +12,22 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def _timed_attr(owner, name: str, label: str, seconds: Counter, calls: Counter):
+def timed_attr(owner, name: str, label: str, seconds: Counter, calls: Counter, after=None):
+    """Time every call of ``owner.name`` under ``label`` while the context lasts; ``after``,
+    if given, is called with the same arguments once the timed call has returned."""
     original = getattr(owner, name)
     own = name in vars(owner)  # a module's or class's own attribute; else a method seen through
 
     def timed(*args, **kwargs):
         t = time.perf_counter()
         try:
-            return original(*args, **kwargs)
+            out = original(*args, **kwargs)
         finally:
             seconds[label] += time.perf_counter() - t
             calls[label] += 1
+        if after is not None:
+            after(*args, **kwargs)
+        return out
 
     setattr(owner, name, timed)
     try:
@@ -32,6 +37,15 @@ def _timed_attr(owner, name: str, label: str, seconds: Counter, calls: Counter):
             setattr(owner, name, original)
         else:
             delattr(owner, name)  # the instance falls back to its class's method again
+
+
+def graph_sessions(rec) -> dict:
+    """The ONNX Runtime sessions a recognizer runs, by name: its attributes that are sessions
+    (encoder, decoder, cross_kv), and its ``sessions`` dict (TTS graphs)."""
+    inner = getattr(rec, "recognizer", rec)  # unwrap the long-recording windows
+    found = {name: s for name, s in vars(inner).items() if hasattr(s, "run") and hasattr(s, "get_inputs")}
+    found.update(getattr(inner, "sessions", {}) or {})
+    return found
 
 
 def breakdown(card_name: str, variant: str, threads: int = 2, rounds: int = 2) -> dict:
@@ -50,18 +64,15 @@ def breakdown(card_name: str, variant: str, threads: int = 2, rounds: int = 2) -
     artifact = ensure_artifact(card)
     subset = stratified_subset(load_eval_set(card), int(card.timing.get("subset", 3)))
     rec = load_recognizer(artifact, card.decode, variant, "cpu", threads)
-    inner = getattr(rec, "recognizer", rec)  # unwrap the long-recording windows
     for u in subset:  # warm-up: sessions' first runs and memory arenas
         rec(u.input)
     seconds, calls = Counter(), Counter()
-    sessions = {name: s for name, s in vars(inner).items() if hasattr(s, "run") and hasattr(s, "get_inputs")}
-    sessions.update({g: s for g, s in getattr(inner, "sessions", {}).items()})
     with ExitStack() as stack:
-        for label, s in sessions.items():
-            stack.enter_context(_timed_attr(s, "run", f"graph {label}", seconds, calls))
-        stack.enter_context(_timed_attr(beam_search._CTCPrefixScorer, "score", "CTC prefix scoring",
+        for label, s in graph_sessions(rec).items():
+            stack.enter_context(timed_attr(s, "run", f"graph {label}", seconds, calls))
+        stack.enter_context(timed_attr(beam_search._CTCPrefixScorer, "score", "CTC prefix scoring",
                                         seconds, calls))
-        stack.enter_context(_timed_attr(beam_search, "_topk_rows_set", "pre-beam top-k", seconds, calls))
+        stack.enter_context(timed_attr(beam_search, "_topk_rows_set", "pre-beam top-k", seconds, calls))
         t = time.perf_counter()
         for _ in range(rounds):
             for u in subset:

@@ -58,6 +58,8 @@ class GraphFlops:
         import onnx
         import onnxruntime as ort
 
+        from bench.runtime.onnx_asr import session_options
+
         model = onnx.load(str(path))
         graph = model.graph
         self.weights = {i.name: tuple(i.dims) for i in graph.initializer}
@@ -80,9 +82,8 @@ class GraphFlops:
                     graph.output.append(onnx.ValueInfoProto(name=name))
                     have.add(name)
                     self.names.append(name)
-        so = ort.SessionOptions()
+        so = session_options(1)
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        so.log_severity_level = 3
         self.session = ort.InferenceSession(model.SerializeToString(), so,
                                             providers=["CPUExecutionProvider"])
         self._cache: dict = {}

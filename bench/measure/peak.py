@@ -17,9 +17,10 @@ RUNS = 20
 
 
 def _session(op: str, a_type: int, b: np.ndarray, out_type: int, threads: int):
-    import onnx
     import onnxruntime as ort
     from onnx import helper, numpy_helper
+
+    from bench.runtime.onnx_asr import session_options
 
     graph = helper.make_graph(
         [helper.make_node(op, ["a", "b"], ["y"])], "gemm_probe",
@@ -28,11 +29,9 @@ def _session(op: str, a_type: int, b: np.ndarray, out_type: int, threads: int):
         [numpy_helper.from_array(b, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    # the options every graph of the harness runs under, so the peak is theirs to reach
+    return ort.InferenceSession(model.SerializeToString(), session_options(threads),
+                                providers=["CPUExecutionProvider"])
 
 
 def _gops(session, a: np.ndarray) -> float:

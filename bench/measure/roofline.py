@@ -10,43 +10,12 @@ numpy search and everything else included).
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from contextlib import ExitStack, contextmanager
+from collections import Counter, defaultdict
+from contextlib import ExitStack
 from pathlib import Path
 
+from bench.measure.breakdown import graph_sessions, timed_attr
 from bench.measure.flops import Count, GraphFlops
-
-
-def _sessions(rec) -> dict:
-    inner = getattr(rec, "recognizer", rec)  # unwrap the long-recording windows
-    found = {name: s for name, s in vars(inner).items() if hasattr(s, "run") and hasattr(s, "get_inputs")}
-    found.update(getattr(inner, "sessions", {}) or {})
-    return found
-
-
-@contextmanager
-def _counted(session, label: str, log: dict, counting: list):
-    counter = GraphFlops(session._model_path)
-    original = session.run
-
-    def run(output_names, feeds, *args, **kwargs):
-        t = time.perf_counter()
-        out = original(output_names, feeds, *args, **kwargs)
-        spent = time.perf_counter() - t
-        t = time.perf_counter()
-        count = counter.count(feeds)
-        counting[0] += time.perf_counter() - t
-        entry = log[label]
-        entry["runs"] += 1
-        entry["seconds"] += spent
-        entry["count"] = entry["count"] + count
-        return out
-
-    session.run = run
-    try:
-        yield
-    finally:
-        del session.run  # the instance's own attribute: the class's method shows again
 
 
 def _share(count: Count, seconds: float, peaks: dict) -> dict:
@@ -59,20 +28,31 @@ def _share(count: Count, seconds: float, peaks: dict) -> dict:
 
 def roofline(rec, inputs: list, peaks: dict) -> dict:
     """Decode ``inputs`` once with every graph run counted; the per-graph and total shares."""
-    log = defaultdict(lambda: {"runs": 0, "seconds": 0.0, "count": Count()})
-    counting = [0.0]
+    seconds, calls, counts = Counter(), Counter(), defaultdict(Count)
+    counting = [0.0]  # time spent counting, inside the decode but not part of it
+
+    def counter(label, session):
+        flops = GraphFlops(session._model_path)
+
+        def count(output_names, feeds, *args, **kwargs):
+            t = time.perf_counter()
+            counts[label] += flops.count(feeds)
+            counting[0] += time.perf_counter() - t
+        return count
+
+    sessions = graph_sessions(rec)
     with ExitStack() as stack:
-        for label, s in _sessions(rec).items():
-            stack.enter_context(_counted(s, label, log, counting))
+        for label, s in sessions.items():
+            stack.enter_context(timed_attr(s, "run", label, seconds, calls, after=counter(label, s)))
         t = time.perf_counter()
         for x in inputs:
             rec(x)
         decode_s = time.perf_counter() - t - counting[0]
-    graphs = {label: {"runs": e["runs"], "graph": Path(_sessions(rec)[label]._model_path).name,
-                      **_share(e["count"], e["seconds"], peaks),
-                      **({"uncounted_ops": e["count"].uncounted} if e["count"].uncounted else {})}
-              for label, e in log.items()}
-    total = sum((e["count"] for e in log.values()), Count())
-    graph_s = sum(e["seconds"] for e in log.values())
+    graphs = {label: {"runs": calls[label], "graph": Path(sessions[label]._model_path).name,
+                      **_share(counts[label], seconds[label], peaks),
+                      **({"uncounted_ops": counts[label].uncounted} if counts[label].uncounted else {})}
+              for label in calls}
+    total = sum(counts.values(), Count())
+    graph_s = sum(seconds.values())
     return {"peaks": peaks, "graphs": graphs, "in_graphs": _share(total, graph_s, peaks),
             "end_to_end": _share(total, decode_s, peaks)}
