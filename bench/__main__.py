@@ -55,6 +55,26 @@ def exit_code(doc: dict, pytest_code: int) -> int:
     return pytest_code
 
 
+def cmd_study(a) -> int:
+    """The study's cases through `bench run`, then its table (also on a failed gate: a study's
+    question is answered by its figures; the exit code still says what the gate found)."""
+    from bench.results import load_results
+    from bench.studies import get_study
+
+    study = get_study(a.name)
+    run = argparse.Namespace(tier="all", device="cpu", card=a.card or ",".join(study.cards),
+                             model=None, data=None, variant=",".join(study.variants),
+                             threads=a.threads, out=a.out, fast=a.fast, server=None,
+                             update_baselines=False, against=None, pytest_args=[])
+    results = Path(a.out or reports_dir()) / "results.json"
+    before = results.stat().st_mtime if results.exists() else None
+    code = cmd_run(run)
+    if results.exists() and results.stat().st_mtime != before:
+        print()
+        print(study.table([load_results(results)]))
+    return code
+
+
 def cmd_breakdown(a) -> int:
     from bench.measure.breakdown import breakdown, format_breakdown
 
@@ -129,6 +149,10 @@ def cmd_table(a) -> int:
         print(roofline_table(docs))
     elif a.server:
         print(server_table(docs))
+    elif a.study:
+        from bench.studies import get_study
+
+        print(get_study(a.study).table(docs))
     else:
         print("\n\n".join(markdown_table(d, card=a.card) for d in docs))
     return 0
@@ -261,6 +285,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, epilog=EXIT_HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
+    from bench.studies import STUDIES
 
     r = sub.add_parser("run", help="run the benchmark suites (pytest) and write reports/")
     r.add_argument("--tier", default="main", help="main (the main job's cards: trained + paper conformer), "
@@ -291,6 +316,15 @@ def main(argv=None) -> int:
     e = sub.add_parser("export", help="build and export a card (cached), print its artifact")
     e.add_argument("card", help="a built-in card name or a card file")
     e.set_defaults(func=cmd_export)
+
+    sy = sub.add_parser("study", help="run a study (its variants on its cards) and print its table")
+    sy.add_argument("name", choices=sorted(STUDIES), help="int8: static int8 of weights and activations, "
+                                                   "and of the convolutions alone, against dynamic int8")
+    sy.add_argument("--card", help="these cards instead of the study's own (comma-separated)")
+    sy.add_argument("--threads", type=int, help="intra-op threads (default: usable cores)")
+    sy.add_argument("--out", help=f"reports folder (default {reports_dir()})")
+    sy.add_argument("--fast", action="store_true", help="minimum rounds: checks, not figures")
+    sy.set_defaults(func=cmd_study)
 
     bd = sub.add_parser("breakdown", help="where an ONNX variant's time goes (graphs, CTC "
                         "scoring, top-k, rest) on a card's timed subset: a diagnosis, not a figure")
@@ -334,6 +368,7 @@ def main(argv=None) -> int:
                    help="each case's whole-process and above-idle peak, and how far below PyTorch's")
     t.add_argument("--roofline", action="store_true",
                    help="each ONNX case's graphs: counted arithmetic, rate, share of the GEMM peak")
+    t.add_argument("--study", choices=sorted(STUDIES), help="a study's table (python -m bench study NAME)")
     t.add_argument("--server", action="store_true",
                    help="the server scenario of a run made with --server: throughput and p99 latency")
     t.set_defaults(func=cmd_table)

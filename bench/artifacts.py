@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.atomic import build_once
 from bench.families import family_of
 from bench.paths import cache_dir
-from bench.variants import VARIANTS
+from bench.variants import DEFAULT_VARIANTS, VARIANTS, get_variant
 from bench.zoo.cards import Card
 
 COMPLETE = "artifact.json"
@@ -29,7 +29,7 @@ def artifact_key(card: Card) -> str:
 
     exporter, opset = family_of(card.task).exporter_version()
     parts = {"card": card.content_hash(), "exporter": exporter, "opset": opset,
-             "int8": DEFAULT_SETTINGS, "calibration": CALIBRATION, "variants": sorted(VARIANTS),
+             "int8": DEFAULT_SETTINGS, "calibration": CALIBRATION, "variants": sorted(DEFAULT_VARIANTS),
              "derive": DERIVE_VERSION,
              "libs": {p: version(p) for p in ("torch", "espnet", "onnx", "onnxruntime")}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
@@ -59,7 +59,7 @@ def _build(card: Card, out: Path, key: str) -> None:
     t2 = time.perf_counter()
     variants = {}
     for v in VARIANTS.values():
-        if v.derive is None:
+        if v.derive is None or v.study:  # a study's variant is derived when first asked for
             continue
         vdir = out / "variants" / v.name
         vdir.mkdir(parents=True)
@@ -84,6 +84,61 @@ def _build(card: Card, out: Path, key: str) -> None:
 
 def artifact_info(artifact: Path) -> dict:
     return json.loads((artifact / COMPLETE).read_text())
+
+
+VARIANT_RECORD = "variant.json"  # a study variant's own record, in its folder
+STUDY_DERIVE_VERSION = 1  # bump when a study variant's derivation changes
+
+
+def ensure_variant(card: Card, artifact: Path, name: str) -> None:
+    """Derive a study's variant into the artifact (once; cached like the artifact). Its
+    settings, or why it could not be derived, go to its folder's variant.json; a failure is
+    not kept as done (the next run tries again: calibration data may be there by then)."""
+    v = get_variant(name)
+    if not v.study or v.derive is None:
+        return
+
+    def complete(path: Path) -> bool:
+        record = path / VARIANT_RECORD
+        if not record.exists():
+            return False
+        done = json.loads(record.read_text())
+        return done.get("derive") == STUDY_DERIVE_VERSION and "error" not in done
+
+    def build(tmp: Path) -> None:
+        import time
+
+        from bench.runtime.onnx_asr import load_export_meta
+
+        info = artifact_info(artifact)
+        base_error = info["variants"].get(v.base, {}).get("error") if v.base else None
+        t = time.perf_counter()
+        src = variant_dir(artifact, v.base) if v.base else artifact / "onnx"
+        if base_error:
+            record = {"error": f"its base variant {v.base} could not be derived"}
+        else:
+            try:
+                meta = load_export_meta(artifact)
+                feeds = family_of(card.task).dev_feeds(card, artifact, meta, src)
+                settings = v.derive(src, tmp, {**info["export"], "family": info["family"],
+                                               "calibration_feeds": feeds})
+                record = {"settings": settings, "base": v.base or "the plain export"}
+            except Exception as e:  # recorded: the variant's cases report it, others run
+                for f in tmp.glob("*.onnx"):
+                    f.unlink()
+                record = {"error": f"{type(e).__name__}: {e}"}
+        record.update(derive=STUDY_DERIVE_VERSION, derive_s=round(time.perf_counter() - t, 2))
+        (tmp / VARIANT_RECORD).write_text(json.dumps(record, indent=2, default=str))
+
+    build_once(variant_dir(artifact, name), build, complete)
+
+
+def variant_record(artifact: Path, name: str) -> dict:
+    """{settings, base} of a derived variant, or {error}; {} for the reference."""
+    own = variant_dir(artifact, name) / VARIANT_RECORD
+    if own.exists():
+        return json.loads(own.read_text())
+    return artifact_info(artifact)["variants"].get(name, {})
 
 
 def variant_dir(artifact: Path, variant: str) -> Path:

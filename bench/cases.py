@@ -14,7 +14,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.artifacts import artifact_info, ensure_artifact
+from bench.artifacts import artifact_info, ensure_artifact, ensure_variant, variant_record
 from bench.data.sets import load_eval_set, load_real_clips, stratified_subset
 from bench.families import get_family
 from bench.identity import case_identity, data_identity
@@ -57,8 +57,12 @@ class BenchSession:
         return case_identity(self.eval_set(card), card.decode, variant, self.data_dir,
                              data=self._data_ids[card.name])
 
-    def artifact(self, card: Card) -> Path:
-        return ensure_artifact(card)
+    def artifact(self, card: Card, variant: str | None = None) -> Path:
+        """The card's artifact, with ``variant`` derived in it if it is a study's."""
+        artifact = ensure_artifact(card)
+        if variant is not None:
+            ensure_variant(card, artifact, variant)
+        return artifact
 
     def reference(self, card: Card, device: str):
         """The PyTorch recognizer and its outputs on the whole set, computed once."""
@@ -145,7 +149,7 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     what the earlier ones found in the case)."""
     task, runtime = get_task(card.task), get_variant(variant).runtime
     family = get_family(task.family)
-    utts, artifact = session.eval_set(card), session.artifact(card)
+    utts, artifact = session.eval_set(card), session.artifact(card, variant)
     _describe(session, card, variant, runtime, artifact, case)
     ref_rec, ref_out = session.reference(card, device)
 
@@ -210,8 +214,8 @@ def _describe(session: BenchSession, card: Card, variant: str, runtime: str, art
         case["settings"]["ort_session"] = session_settings(session.threads)
     case["settings"].update({"artifact": artifact.name, "opset": info["export"]["opset"],
                              "exporter": info["export"]["exporter"],
-                             "variant": info["variants"].get(variant, {}).get("settings")})
-    derive_error = info["variants"].get(variant, {}).get("error")
+                             "variant": variant_record(artifact, variant).get("settings")})
+    derive_error = variant_record(artifact, variant).get("error")
     if derive_error:
         raise RuntimeError(f"variant {variant} of {artifact.name} could not be derived: {derive_error}")
     case["identity"] = session.identity(card, variant)

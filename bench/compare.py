@@ -220,7 +220,7 @@ def _usage_error(msg: str) -> int:
 
 def _cases(a) -> list[tuple[str, str]] | str:
     """(card, variant) pairs to compare, or a usage error's message."""
-    from bench.variants import VARIANTS, device_reason
+    from bench.variants import DEFAULT_VARIANTS, device_reason
     from bench.zoo.cards import CardError, list_cards, load_card
 
     try:
@@ -238,7 +238,7 @@ def _cases(a) -> list[tuple[str, str]] | str:
     if a.variant:  # not checked here: a variant only one side knows is that case's error
         variants = [v.strip() for v in a.variant.split(",") if v.strip()]
     else:
-        variants = [v for v in VARIANTS if device_reason(v, a.device) is None]
+        variants = [v for v in DEFAULT_VARIANTS if device_reason(v, a.device) is None]
     return [(c, v) for c in cards for v in variants]
 
 

@@ -109,6 +109,23 @@ def _quantize_int8(src: Path, dst: Path, info: dict) -> dict:
     return {**settings, "check": check_variant(src, dst, info, atol=None)}
 
 
+def _static_int8(op_types: tuple[str, ...]):
+    """Static int8 (weights and activations, QDQ) of ``op_types``, with activation ranges from
+    the card's dev data run through the base variant (bench/optimize/static_int8.py)."""
+    def derive(src: Path, dst: Path, info: dict) -> dict:
+        from bench.optimize.static_int8 import quantize_static_graph
+
+        feeds = info.get("calibration_feeds") or {}
+        settings = {}
+        for g in _graphs_in(src):
+            if not feeds.get(g):
+                raise ValueError(f"no calibration data for {g}: static int8 needs the card's dev "
+                                 f"split (a corpus card) or its own dev sentences")
+            settings[g] = quantize_static_graph(src / g, dst / g, op_types, feeds[g])
+        return {**settings, "check": check_variant(src, dst, info, atol=None)}
+    return derive
+
+
 def _fp16(src: Path, dst: Path, info: dict) -> dict:
     from bench.optimize.fp16 import to_fp16
 
@@ -128,6 +145,8 @@ class Variant:
     derive: Callable[[Path, Path, dict], dict] | None = None
     devices: tuple[str, ...] = field(default=("cpu", "cuda"))
     base: str | None = None  # derived from this variant's graphs (None: the plain export)
+    # a study's variant (bench/studies.py) runs only when asked for, and is derived then
+    study: str | None = None
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in [
@@ -140,7 +159,16 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
             _quantize_int8, base="onnx-fused"),
     Variant("onnx-fp16", "onnx", "onnx-fused in float16 (float32 at the graph boundary)", _fp16,
             devices=("cuda",), base="onnx-fused"),
+    Variant("onnx-int8-static", "onnx", "onnx-fused with static int8, weights and activations: "
+            "MatMul (attention products included), Gemm, Conv, ConvTranspose, Gather; QDQ; "
+            "ranges from the card's dev data", _static_int8(("MatMul", "Gemm", "Conv", "ConvTranspose",
+                                                              "Gather")),
+            devices=("cpu",), base="onnx-fused", study="int8"),
+    Variant("onnx-int8-conv", "onnx", "onnx-fused with static int8 convolutions only (Conv, "
+            "ConvTranspose; QDQ; ranges from the card's dev data); products stay float",
+            _static_int8(("Conv", "ConvTranspose")), devices=("cpu",), base="onnx-fused", study="int8"),
 ]}
+DEFAULT_VARIANTS = [name for name, v in VARIANTS.items() if v.study is None]
 REFERENCE = "pytorch"
 
 

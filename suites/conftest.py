@@ -6,7 +6,7 @@ import pytest
 from bench.progress import CaseProgress
 from bench.runner import SuiteRun
 from bench.signals import drop_lineless_entries, stop_signals_ignored, terminate_as_interrupt
-from bench.variants import VARIANTS
+from bench.variants import DEFAULT_VARIANTS, VARIANTS
 from bench.zoo.cards import list_cards
 
 RUN_KEY = pytest.StashKey()
@@ -38,7 +38,7 @@ def pytest_generate_tests(metafunc):
         user = [user_card(opt("--bench-model"))] if task == TASK else []
         cards = user + (cards if names else [])
     named = _split(opt("--bench-variant"))
-    variants = named or list(VARIANTS)
+    variants = named or DEFAULT_VARIANTS  # a study's variants run when named
     devices = _split(opt("--bench-device")) or ["cpu"]
     # a variant runs on the devices it names (onnx-fp16: cuda); named on the command line
     # for another device, its case is kept and skipped with that reason

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from bench.paths import reports_dir
-from bench.variants import VARIANTS
+from bench.variants import DEFAULT_VARIANTS, VARIANTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("in_shared_cache")]
 
 MINUTES = (1, 2, 5)
-CPU_VARIANTS = [v for v in VARIANTS if "cpu" in VARIANTS[v].devices]
+CPU_VARIANTS = [v for v in DEFAULT_VARIANTS if "cpu" in VARIANTS[v].devices]
 SLACK_MB = 64  # allocator noise between processes (arenas, page cache of the model files)
 MEASURED: list[dict] = []
 

@@ -20,8 +20,14 @@ class Family:
         raise NotImplementedError
 
     def calibration_feeds(self, card, artifact: Path, meta: dict) -> dict[str, list[dict]]:
-        """Inputs per graph for static int8 ({}: the family's variants need none)."""
+        """Inputs per graph of the plain export for the default variants' static int8, made
+        when the artifact is built ({}: the family's default variants need none)."""
         return {}
+
+    def dev_feeds(self, card, artifact: Path, meta: dict, graphs: Path) -> dict[str, list[dict]]:
+        """Inputs per graph of the graphs in ``graphs`` (a variant's folder) on the card's dev
+        data: calibration for a study's static int8 variant."""
+        raise NotImplementedError
 
     def check_variant(self, plain: Path, derived: Path, info: dict, atol: float | None) -> dict:
         """Run the derived graphs against the plain export; raise VariantCheckError naming the

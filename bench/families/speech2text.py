@@ -29,6 +29,23 @@ class SpeechToText(Family):
         cfg = yaml.safe_load((Path(exp_dir) / "config.yaml").read_text())
         return meta, {**meta, "num_heads": cfg["encoder_conf"].get("attention_heads", 4)}
 
+    def dev_feeds(self, card, artifact, meta, graphs):
+        """The first utterances of the dev split of the card's corpus (the ASR corpus for a
+        card measured on other data: random-weight and users' models), through ``graphs``;
+        a decoder step keeps a sample of its calls."""
+        import dataclasses
+
+        from bench.data.sets import load_eval_set
+        from bench.optimize.calibration import CALIBRATION, FEEDS_PER_GRAPH, record_feeds
+        from bench.runtime.onnx_asr import OnnxSpeech2Text
+
+        corpus = card.data.get("corpus", "asr") if card.data.get("source") == "corpus" else "asr"
+        dev = dataclasses.replace(card, data={"source": "corpus", "corpus": corpus,
+                                              "split": CALIBRATION["split"]})
+        waves = [u.wave for u in load_eval_set(dev)[:CALIBRATION["n_utterances"]]]
+        rec = OnnxSpeech2Text(Path(graphs), Path(artifact) / "exp", meta, card.decode)
+        return record_feeds(rec, waves, limit=FEEDS_PER_GRAPH)
+
     def check_variant(self, plain, derived, info, atol):
         from bench.optimize.verify import check_variant
 

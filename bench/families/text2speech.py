@@ -22,8 +22,11 @@ class TextToSpeech(Family):
         return meta, dict(meta)
 
     def calibration_feeds(self, card, artifact, meta):
-        """The card's own dev sentences through the plain export (a corpus card only: other
-        data has no dev split apart from what is measured)."""
+        return self.dev_feeds(card, artifact, meta, Path(artifact) / "onnx")
+
+    def dev_feeds(self, card, artifact, meta, graphs):
+        """The card's own dev sentences through ``graphs`` (a corpus card only: other data has
+        no dev split apart from what is measured)."""
         import dataclasses
 
         from bench.data.sets import load_text_set
@@ -33,7 +36,7 @@ class TextToSpeech(Family):
         if card.data.get("source") != "grammar":
             return {}
         dev = dataclasses.replace(card, data={**card.data, **CALIBRATION})
-        rec = OnnxText2Speech(Path(artifact) / "onnx", Path(artifact) / "exp", meta, card.decode)
+        rec = OnnxText2Speech(Path(graphs), Path(artifact) / "exp", meta, card.decode)
         return record_feeds(rec, [item.input for item in load_text_set(dev)])
 
     def check_variant(self, plain, derived, info, atol):

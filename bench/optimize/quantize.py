@@ -73,14 +73,7 @@ def quantize(src: Path, dst: Path, settings: dict | None = None,
 
 def _quantize_static(src: Path, dst: Path, op_types: list[str], excluded: list[str],
                      feeds: list[dict]) -> None:
-    from onnxruntime.quantization import CalibrationDataReader
-
-    class Feeds(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter(feeds)
-
-        def get_next(self):
-            return next(self.items, None)
+    from bench.optimize.calibration import feed_reader
 
     # The calibrator records only tensors whose type ONNX's shape inference knows, and that
     # inference cannot type the fused graphs' contrib ops (SkipLayerNormalization, Attention) or
@@ -96,7 +89,7 @@ def _quantize_static(src: Path, dst: Path, op_types: list[str], excluded: list[s
     except Exception:  # noqa: BLE001 - then the quantizer works from the graph as it is
         pass
     try:
-        _quantize_static_typed(src, dst, op_types, excluded, Feeds())
+        _quantize_static_typed(src, dst, op_types, excluded, feed_reader(feeds))
     finally:
         typed.unlink(missing_ok=True)
 

@@ -80,6 +80,12 @@ class OnnxSpeech2Text:
         # utterance (IO binding) instead of being copied there at each step.
         self.bind_device = "cuda" if providers[0] == "CUDAExecutionProvider" else None
 
+    @property
+    def sessions(self) -> dict:
+        """{graph file: session}, as bench.optimize.calibration records them."""
+        graphs = {"encoder.onnx": self.encoder, "decoder.onnx": self.decoder}
+        return {**graphs, "cross_kv.onnx": self.cross_kv} if self.cross_kv else graphs
+
     def _step(self, ys, cache, memory):
         if cache is None:
             n_layers, d = self.meta["n_layers"], self.meta["d_model"]
