@@ -35,11 +35,15 @@ def artifact_key(card: Card) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def ensure_artifact(card: Card) -> Path:
-    """The card's artifact folder, built (model, export, every variant) if not cached."""
+def ensure_artifact(card: Card, variant: str | None = None) -> Path:
+    """The card's artifact folder, built (model, export, every default variant) if not cached;
+    with ``variant``, that variant too if it is a study's (derived on first use)."""
     final = cache_dir() / f"{card.name}-{artifact_key(card)}"
-    return build_once(final, lambda tmp: _build(card, tmp, final.name),
-                      lambda path: (path / COMPLETE).exists())
+    artifact = build_once(final, lambda tmp: _build(card, tmp, final.name),
+                          lambda path: (path / COMPLETE).exists())
+    if variant is not None:
+        ensure_variant(card, artifact, variant)
+    return artifact
 
 
 def _build(card: Card, out: Path, key: str) -> None:
@@ -87,7 +91,16 @@ def artifact_info(artifact: Path) -> dict:
 
 
 VARIANT_RECORD = "variant.json"  # a study variant's own record, in its folder
-STUDY_DERIVE_VERSION = 1  # bump when a study variant's derivation changes
+STUDY_DERIVE_VERSION = 1  # bump when a study variant's derivation changes in code
+
+
+def _study_key() -> dict:
+    """What a study variant's derivation depends on besides the artifact: a change rebuilds it."""
+    from bench.optimize.calibration import CALIBRATION, FEEDS_PER_GRAPH
+    from bench.optimize.static_int8 import STATIC_SETTINGS
+
+    return {"derive": STUDY_DERIVE_VERSION, "static": STATIC_SETTINGS, "calibration": CALIBRATION,
+            "feeds_per_graph": FEEDS_PER_GRAPH}
 
 
 def ensure_variant(card: Card, artifact: Path, name: str) -> None:
@@ -103,7 +116,7 @@ def ensure_variant(card: Card, artifact: Path, name: str) -> None:
         if not record.exists():
             return False
         done = json.loads(record.read_text())
-        return done.get("derive") == STUDY_DERIVE_VERSION and "error" not in done
+        return done.get("key") == _study_key() and "error" not in done
 
     def build(tmp: Path) -> None:
         import time
@@ -127,7 +140,7 @@ def ensure_variant(card: Card, artifact: Path, name: str) -> None:
                 for f in tmp.glob("*.onnx"):
                     f.unlink()
                 record = {"error": f"{type(e).__name__}: {e}"}
-        record.update(derive=STUDY_DERIVE_VERSION, derive_s=round(time.perf_counter() - t, 2))
+        record.update(key=_study_key(), derive_s=round(time.perf_counter() - t, 2))
         (tmp / VARIANT_RECORD).write_text(json.dumps(record, indent=2, default=str))
 
     build_once(variant_dir(artifact, name), build, complete)

@@ -14,7 +14,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.artifacts import artifact_info, ensure_artifact, ensure_variant, variant_record
+from bench.artifacts import artifact_info, ensure_artifact, variant_record
 from bench.data.sets import load_eval_set, load_real_clips, stratified_subset
 from bench.families import get_family
 from bench.identity import case_identity, data_identity
@@ -59,10 +59,7 @@ class BenchSession:
 
     def artifact(self, card: Card, variant: str | None = None) -> Path:
         """The card's artifact, with ``variant`` derived in it if it is a study's."""
-        artifact = ensure_artifact(card)
-        if variant is not None:
-            ensure_variant(card, artifact, variant)
-        return artifact
+        return ensure_artifact(card, variant)
 
     def reference(self, card: Card, device: str):
         """The PyTorch recognizer and its outputs on the whole set, computed once."""

@@ -165,3 +165,20 @@ def test_other_data_is_its_own_case_in_the_merged_report(tmp_path):
     assert set(int8["data"]) == {"card (aaaaaaaa)", "/data/real (bbbbbbbb)"}
     html = render_report([own, other], tmp_path / "r.html").read_text()
     assert "/data/real (bbbbbbbb)" in html
+
+
+def test_a_study_gets_its_section_only_when_its_variants_ran(tmp_path):
+    plain = render_report([run_doc(CLASS_A, 21)], tmp_path / "plain.html", tmp_path / "nobase")
+    assert "Study: int8" not in plain.read_text(encoding="utf-8")
+    doc = run_doc(CLASS_A, 21)
+    c = R.make_case("asr", "asr-tiny", "onnx-int8-static", "cpu")
+    c["metrics"].update(speedup=2.5, speedup_ci95=[2.4, 2.6], rtf=0.02, model_mb=8.0, wer=7.0,
+                        agreement_ter=0.7)
+    c["gate"] = {"verdict": "new", "reasons": []}
+    R.add_case(doc, c)
+    text = render_report([doc], tmp_path / "study.html", tmp_path / "nobase").read_text(encoding="utf-8")
+    assert text.count("Study: int8") == 1  # the asr task only: the others ran no study variant
+    section = text[text.index('id="study-int8'):]
+    section = section[:section.index("</div>")]
+    assert section.count('src="data:image/svg+xml;base64,') == 2
+    assert "python -m bench table --study int8" in section

@@ -61,7 +61,7 @@ def breakdown(card_name: str, variant: str, threads: int = 2, rounds: int = 2) -
     if get_variant(variant).runtime != "onnx":
         raise ValueError(f"{variant}: the breakdown looks inside ONNX variants only")
     card = load_card(card_name)
-    artifact = ensure_artifact(card)
+    artifact = ensure_artifact(card, variant)
     subset = stratified_subset(load_eval_set(card), int(card.timing.get("subset", 3)))
     rec = load_recognizer(artifact, card.decode, variant, "cpu", threads)
     for u in subset:  # warm-up: sessions' first runs and memory arenas

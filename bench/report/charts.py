@@ -20,7 +20,8 @@ import pandas as pd  # noqa: E402
 
 from bench.report.frames import variant_order  # noqa: E402
 
-__all__ = ["speedup_chart", "quality_rtf_chart", "memory_chart", "latency_chart", "trend_chart"]
+__all__ = ["speedup_chart", "quality_rtf_chart", "size_speed_chart", "memory_chart", "latency_chart",
+           "trend_chart"]
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.grid": True,
                      "grid.alpha": 0.3, "figure.dpi": 96, "svg.hashsalt": "bench-report"})
@@ -29,7 +30,8 @@ plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.grid": True,
 LABELS = {"speedup": "speedup vs PyTorch (x)", "rtf": "RTF (lower is faster)",
           "peak_rss_mb": "peak RSS above idle (MB)", "process_peak_mb": "whole-process peak RSS (MB)", "peak_gpu_mb": "peak GPU memory (MB)",
           "wer": "WER (%)", "cer": "CER (%)", "bleu": "BLEU", "intent_acc": "intent accuracy (%)",
-          "tts_distance": "MCD to PyTorch (dB)", "agreement_ter": "agreement TER vs PyTorch (%)"}
+          "tts_distance": "MCD to PyTorch (dB)", "agreement_ter": "agreement TER vs PyTorch (%)",
+          "model_mb": "model size (MB)"}
 
 
 def _colour(variant: str):
@@ -94,6 +96,33 @@ def quality_rtf_chart(cur: pd.DataFrame, quality: str, title: str) -> str:
     ax.set_title(title)
     return _img(fig, f"{metric} against RTF: {title}", f"{LABELS.get(metric, metric)} against RTF: "
                 "colour is the variant, marker the card; the best corner is low RTF with good quality.")
+
+
+def size_speed_chart(cur: pd.DataFrame, title: str) -> str:
+    """Each case as a point: model size across, speedup up (PyTorch at 1x)."""
+    d = cur.dropna(subset=["model_mb"])
+    d = d[d["speedup"].notna() | (d["variant"] == "pytorch")]
+    if d.empty:
+        return ""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    markers = "osD^vP*X"
+    cards = list(dict.fromkeys(d["card"]))
+    for i, card in enumerate(cards):
+        rows = d[d["card"] == card]
+        speed = rows["speedup"].where(rows["variant"] != "pytorch", 1.0)
+        for (_, r), s in zip(rows.iterrows(), speed):
+            ax.scatter(r["model_mb"], s, color=_colour(r["variant"]), marker=markers[i % len(markers)], s=36)
+    for v in sorted(set(d["variant"]), key=variant_order):
+        ax.scatter([], [], color=_colour(v), marker="s", label=v)
+    for i, c in enumerate(cards):
+        ax.scatter([], [], color="grey", marker=markers[i % len(markers)], label=c)
+    ax.set_xscale("log")
+    ax.set_xlabel(LABELS["model_mb"] + ", log scale")
+    ax.set_ylabel(LABELS["speedup"])
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set_title(title)
+    return _img(fig, f"speedup against model size: {title}", "Speedup against model size: colour "
+                "is the variant, marker the card; the best corner is small and fast.")
 
 
 def memory_chart(cur: pd.DataFrame, title: str) -> str:

@@ -182,6 +182,26 @@ def _case_table(cur: pd.DataFrame, task: str, table_id: str) -> str:
     return f'<div class="scroll">{styler.to_html(table_uuid=table_id)}</div>'
 
 
+def _study_sections(cur: pd.DataFrame, quality: str, where: str, n: int) -> list[str]:
+    """A section for each study whose own variants these cases include (bench/studies.py):
+    its question, speed against size and quality against speed over the study's variants."""
+    from bench.studies import STUDIES
+    from bench.variants import VARIANTS
+
+    out = []
+    for study in STUDIES.values():
+        own = {v for v in study.variants if VARIANTS[v].study == study.name}
+        if not own & set(cur["variant"]):
+            continue
+        d = cur[cur["variant"].isin(study.variants)]
+        figs = [charts.size_speed_chart(d, f"{study.name} study: {where}"),
+                charts.quality_rtf_chart(d, quality, f"{study.name} study: {where}")]
+        out.append(f'<h4 id="study-{_e(study.name)}-{n}">Study: {_e(study.name)}</h4><p>{_e(study.question)} '
+                   f"Its table: <code>python -m bench table --study {_e(study.name)} RESULTS</code>.</p>"
+                   + '<div class="charts">' + "".join(f for f in figs if f) + "</div>")
+    return out
+
+
 def _history_table(hist: pd.DataFrame, metric: str, table_id: str) -> str:
     """Case x run of one metric: how it moved, readable without the charts."""
     d = hist.dropna(subset=[metric])
@@ -283,6 +303,7 @@ def render_report_html(runs: Sequence[ReportRun], left_out: Sequence[LeftOut] = 
             figs = [charts.speedup_chart(c, where), charts.quality_rtf_chart(c, quality, where),
                     charts.memory_chart(c, where), charts.latency_chart(c, lat, where)]
             parts.append('<div class="charts">' + "".join(f for f in figs if f) + "</div>")
+            parts.extend(_study_sections(c, quality, where, n))
             if h["run_id"].nunique() > 1:
                 parts.append(f"<h4>History on {_e(mc)}</h4>")
                 parts.append(charts.trend_chart(h, ["speedup", "rtf", "peak_rss_mb", quality], where))
