@@ -47,6 +47,17 @@ def _img(fig, alt: str, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+MARKERS = "osD^vP*X"  # one a card in the scatter charts
+
+
+def _variant_card_legend(ax, variants, cards: list[str]) -> None:
+    """Legend entries: colour = variant, marker = card."""
+    for v in sorted(set(variants), key=variant_order):
+        ax.scatter([], [], color=_colour(v), marker="s", label=v)
+    for i, c in enumerate(cards):
+        ax.scatter([], [], color="grey", marker=MARKERS[i % len(MARKERS)], label=c)
+
+
 def _label(row) -> str:
     return f"{row['card']} · {row['variant']}" + ("" if row["device"] == "cpu" else f" ({row['device']})")
 
@@ -80,15 +91,11 @@ def quality_rtf_chart(cur: pd.DataFrame, quality: str, title: str) -> str:
     if d.empty:
         return ""
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    markers = "osD^vP*X"
     cards = list(dict.fromkeys(d["card"]))
     for _, r in d.iterrows():
         ax.scatter(r["rtf"], r[metric], color=_colour(r["variant"]),
-                   marker=markers[cards.index(r["card"]) % len(markers)], s=36)
-    for v in sorted(set(d["variant"]), key=variant_order):
-        ax.scatter([], [], color=_colour(v), marker="s", label=v)
-    for i, c in enumerate(cards):
-        ax.scatter([], [], color="grey", marker=markers[i % len(markers)], label=c)
+                   marker=MARKERS[cards.index(r["card"]) % len(MARKERS)], s=36)
+    _variant_card_legend(ax, d["variant"], cards)
     ax.set_xscale("log")
     ax.set_xlabel(LABELS["rtf"] + ", log scale")
     ax.set_ylabel(LABELS.get(metric, metric))
@@ -105,17 +112,13 @@ def size_speed_chart(cur: pd.DataFrame, title: str) -> str:
     if d.empty:
         return ""
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    markers = "osD^vP*X"
     cards = list(dict.fromkeys(d["card"]))
     for i, card in enumerate(cards):
         rows = d[d["card"] == card]
         speed = rows["speedup"].where(rows["variant"] != "pytorch", 1.0)
         for (_, r), s in zip(rows.iterrows(), speed):
-            ax.scatter(r["model_mb"], s, color=_colour(r["variant"]), marker=markers[i % len(markers)], s=36)
-    for v in sorted(set(d["variant"]), key=variant_order):
-        ax.scatter([], [], color=_colour(v), marker="s", label=v)
-    for i, c in enumerate(cards):
-        ax.scatter([], [], color="grey", marker=markers[i % len(markers)], label=c)
+            ax.scatter(r["model_mb"], s, color=_colour(r["variant"]), marker=MARKERS[i % len(MARKERS)], s=36)
+    _variant_card_legend(ax, d["variant"], cards)
     ax.set_xscale("log")
     ax.set_xlabel(LABELS["model_mb"] + ", log scale")
     ax.set_ylabel(LABELS["speedup"])
