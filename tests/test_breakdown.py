@@ -14,6 +14,7 @@ def test_breakdown_names_each_graph_and_adds_up(shared_cache, monkeypatch):
     b = breakdown("asr-conformer-smoke", "onnx-fused", threads=1, rounds=1)
     labels = {label for label, _, _ in b["parts"]}
     assert {"graph encoder", "graph decoder", "graph cross_kv", "CTC prefix scoring", "rest"} <= labels
+    assert not {label for label in labels if label.endswith(".onnx")}  # each session timed once
     assert abs(sum(s for _, s, _ in b["parts"]) - b["total_s"]) < 1e-9
     assert all(s >= 0 for label, s, _ in b["parts"] if label != "rest")
     # the timers are taken off again: class, module and instance attributes alike

@@ -145,3 +145,23 @@ def test_a_failing_reported_figure_is_said_and_the_case_goes_on():
     assert case["metrics"] == {"rtf": 0.1} and case["status"] == "ok"
     doc = {"run": {"id": "r1"}, "cases": [case]}
     assert "| asr-x | onnx | not measured: RuntimeError: graph file gone |" in roofline_table([doc])
+
+
+def test_a_session_reachable_twice_is_timed_once(tmp_path):
+    from bench.measure.breakdown import graph_sessions
+
+    path = _products_graph(tmp_path)
+
+    class Rec:  # an attribute and the sessions dict hold the same session
+        def __init__(self):
+            self.net = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+        @property
+        def sessions(self):
+            return {"g.onnx": self.net}
+
+    rec = Rec()
+    assert list(graph_sessions(rec)) == ["net"]
+    peaks = {"fp32_gflops": 100.0, "int8_gops": 400.0, "n": 1024, "runs": 20, "threads": 1}
+    rec.__class__.__call__ = lambda self, t: self.net.run(None, _feeds(1, t))
+    assert list(roofline(rec, [10], peaks)["graphs"]) == ["net"]

@@ -44,7 +44,9 @@ def graph_sessions(rec) -> dict:
     (encoder, decoder, cross_kv), and its ``sessions`` dict (TTS graphs)."""
     inner = getattr(rec, "recognizer", rec)  # unwrap the long-recording windows
     found = {name: s for name, s in vars(inner).items() if hasattr(s, "run") and hasattr(s, "get_inputs")}
-    found.update(getattr(inner, "sessions", {}) or {})
+    # each session once: wrapped twice, a graph's time would be counted twice
+    seen = {id(s) for s in found.values()}
+    found.update({g: s for g, s in (getattr(inner, "sessions", {}) or {}).items() if id(s) not in seen})
     return found
 
 
