@@ -40,6 +40,7 @@ def cmd_run(a) -> int:
     code = proc.wait()
     if not results.exists() or results.stat().st_mtime == before:
         return code  # this run wrote no results (interrupted, usage error, no cases)
+    a.results_written = results
     return exit_code(json.loads(results.read_text()), code)
 
 
@@ -62,16 +63,13 @@ def cmd_study(a) -> int:
     from bench.studies import get_study
 
     study = get_study(a.name)
-    run = argparse.Namespace(tier="all", device="cpu", card=a.card or ",".join(study.cards),
-                             model=None, data=None, variant=",".join(study.variants),
-                             threads=a.threads, out=a.out, fast=a.fast, server=None,
-                             update_baselines=False, against=None, pytest_args=[])
-    results = Path(a.out or reports_dir()) / "results.json"
-    before = results.stat().st_mtime if results.exists() else None
+    run = argparse.Namespace(**{**a.run_defaults, "tier": "all", "card": a.card or ",".join(study.cards),
+                                "variant": ",".join(study.variants), "threads": a.threads,
+                                "out": a.out, "fast": a.fast})
     code = cmd_run(run)
-    if results.exists() and results.stat().st_mtime != before:
+    if getattr(run, "results_written", None):
         print()
-        print(study.table([load_results(results)]))
+        print(study.table([load_results(run.results_written)]))
     return code
 
 
@@ -324,7 +322,7 @@ def main(argv=None) -> int:
     sy.add_argument("--threads", type=int, help="intra-op threads (default: usable cores)")
     sy.add_argument("--out", help=f"reports folder (default {reports_dir()})")
     sy.add_argument("--fast", action="store_true", help="minimum rounds: checks, not figures")
-    sy.set_defaults(func=cmd_study)
+    sy.set_defaults(func=cmd_study, run_defaults=vars(r.parse_args([])))
 
     bd = sub.add_parser("breakdown", help="where an ONNX variant's time goes (graphs, CTC "
                         "scoring, top-k, rest) on a card's timed subset: a diagnosis, not a figure")

@@ -204,15 +204,15 @@ def _server(session: BenchSession, card: Card, variant: str, device: str, artifa
 def _describe(session: BenchSession, card: Card, variant: str, runtime: str, artifact: Path,
               case: dict) -> None:
     """What the case runs: the artifact, exporter, variant settings, identity, any injection."""
-    info = artifact_info(artifact)
+    info, record = artifact_info(artifact), variant_record(artifact, variant)
     if runtime == "onnx":
         from bench.runtime.onnx_asr import session_settings
 
         case["settings"]["ort_session"] = session_settings(session.threads)
     case["settings"].update({"artifact": artifact.name, "opset": info["export"]["opset"],
                              "exporter": info["export"]["exporter"],
-                             "variant": variant_record(artifact, variant).get("settings")})
-    derive_error = variant_record(artifact, variant).get("error")
+                             "variant": record.get("settings")})
+    derive_error = record.get("error")
     if derive_error:
         raise RuntimeError(f"variant {variant} of {artifact.name} could not be derived: {derive_error}")
     case["identity"] = session.identity(card, variant)

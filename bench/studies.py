@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from bench.report.table import QUALITY, _agreement, _num, quality
+from bench.report.table import QUALITY, agreement_cell, num, quality, speed_cell, status_cell
 
 
 @dataclass(frozen=True)
@@ -55,18 +55,13 @@ def int8_table(docs: list[Mapping]) -> str:
             if c is None:
                 continue
             m = c["metrics"]
-            ci = m.get("speedup_ci95")
-            speed = "reference" if variant == "pytorch" else (
-                f"{_num(m.get('speedup'))} [{_num(ci[0])}, {_num(ci[1])}]" if ci else "-")
             smaller = fp32 / m["model_mb"] if fp32 and m.get("model_mb") else None
             vs_dyn = m["speedup"] / dyn if dyn and m.get("speedup") and variant != "pytorch" else None
-            status = c["status"] if c["status"] != "ok" else (c.get("gate") or {}).get("verdict", "ok")
-            if c["status"] == "error":
-                status = f"error: {str(c.get('error'))[:120]}"
-            out.append(f"| {card} | {variant} | {_num(m.get('model_mb'), '{:.1f}')} | "
-                       f"{_num(smaller, '{:.2f}x')} | {speed} | {_num(vs_dyn, '{:.2f}x')} | "
+            status = f"error: {str(c.get('error'))[:120]}" if c["status"] == "error" else status_cell(c)
+            out.append(f"| {card} | {variant} | {num(m.get('model_mb'), '{:.1f}')} | "
+                       f"{num(smaller, '{:.2f}x')} | {speed_cell(c)} | {num(vs_dyn, '{:.2f}x')} | "
                        f"{quality(m)} | {_quality_change(m, ref) if variant != 'pytorch' else '-'} | "
-                       f"{_agreement(m)} | {status} |")
+                       f"{agreement_cell(m)} | {status} |")
     runs = ", ".join(f"{d['run']['id']} (commit {str(d['run'].get('git_commit'))[:10]}, "
                      f"`{d['run']['machine']['class']}`)" for d in docs)
     out += ["", "Model MB: the variant's files (PyTorch: its checkpoint). Speed vs onnx-int8: the "

@@ -73,7 +73,7 @@ def quantize(src: Path, dst: Path, settings: dict | None = None,
 
 def _quantize_static(src: Path, dst: Path, op_types: list[str], excluded: list[str],
                      feeds: list[dict]) -> None:
-    from bench.optimize.calibration import feed_reader
+    from bench.optimize.calibration import QDQ_SETTINGS, calibrated_qdq
 
     # The calibrator records only tensors whose type ONNX's shape inference knows, and that
     # inference cannot type the fused graphs' contrib ops (SkipLayerNormalization, Attention) or
@@ -89,14 +89,6 @@ def _quantize_static(src: Path, dst: Path, op_types: list[str], excluded: list[s
     except Exception:  # noqa: BLE001 - then the quantizer works from the graph as it is
         pass
     try:
-        _quantize_static_typed(src, dst, op_types, excluded, feed_reader(feeds))
+        calibrated_qdq(src, dst, op_types, excluded, feeds, QDQ_SETTINGS)
     finally:
         typed.unlink(missing_ok=True)
-
-
-def _quantize_static_typed(src: Path, dst: Path, op_types, excluded, feeds) -> None:
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
-    quantize_static(str(src), str(dst), feeds, quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=op_types, nodes_to_exclude=excluded, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)

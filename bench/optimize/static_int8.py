@@ -11,13 +11,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from bench.optimize.calibration import QDQ_SETTINGS
+
 STATIC_SETTINGS = {
     "method": "static",
-    "format": "QDQ",
-    "per_channel": True,
-    "weight_type": "QInt8",
-    "activation_type": "QUInt8",
-    "calibration": "MinMax",
+    **QDQ_SETTINGS,
     # the frontend stays float: with the STFT and normalisation in int8 (waveform and spectrum
     # in 8 bits) the trained tiny ASR card's test WER went from 7.2% to 52.8%
     "exclude_prefixes": ["/stft/", "/logmel/", "/normalize/"],
@@ -28,9 +26,8 @@ def quantize_static_graph(src: Path, dst: Path, op_types: tuple[str, ...], feeds
                           settings: dict | None = None) -> dict:
     """Quantize ``src`` into ``dst``; returns the settings used, as recorded with results."""
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from bench.optimize.calibration import feed_reader
+    from bench.optimize.calibration import calibrated_qdq
     from bench.optimize.quantize import kept_float
 
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
@@ -43,12 +40,7 @@ def quantize_static_graph(src: Path, dst: Path, op_types: tuple[str, ...], feeds
     # not the tensors, so memory stays small. (CalibMaxIntermediateOutputs is not used: in ORT
     # 1.23 it drops the ranges of every full chunk.)
     try:
-        quantize_static(str(typed), str(dst), feed_reader(feeds), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=s["op_types"], nodes_to_exclude=excluded,
-                        per_channel=s["per_channel"],
-                        activation_type=getattr(QuantType, s["activation_type"]),
-                        weight_type=getattr(QuantType, s["weight_type"]),
-                        calibrate_method=getattr(CalibrationMethod, s["calibration"]))
+        calibrated_qdq(typed, dst, s["op_types"], excluded, feeds, s)
     finally:
         typed.unlink(missing_ok=True)
     return {**s, "calibration_inputs": len(feeds), "kept_float_nodes": len(excluded)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Mapping
 
 
-def _num(x, fmt="{:.2f}"):
+def num(x, fmt="{:.2f}"):
     return "-" if x is None else fmt.format(x)
 
 
@@ -17,9 +17,21 @@ def quality(m: Mapping) -> str:
     return ", ".join(fmt.format(m[k]) for k, fmt in QUALITY if m.get(k) is not None) or "-"
 
 
-def _agreement(m: Mapping) -> str:
+def speed_cell(c: Mapping) -> str:
+    """A case's speedup vs PyTorch with its 95% interval ("reference" for PyTorch itself)."""
+    m, ci = c["metrics"], c["metrics"].get("speedup_ci95")
+    return "reference" if c["variant"] == "pytorch" else (
+        f"{num(m.get('speedup'))} [{num(ci[0])}, {num(ci[1])}]" if ci else "-")
+
+
+def status_cell(c: Mapping) -> str:
+    """The gate's verdict of a case that ran, else its status."""
+    return c["status"] if c["status"] != "ok" else (c.get("gate") or {}).get("verdict", "ok")
+
+
+def agreement_cell(m: Mapping) -> str:
     """TER to PyTorch on the test set, and on the real clips where a trained card has them."""
-    test = _num(m.get("agreement_ter"), "{:.1f}")
+    test = num(m.get("agreement_ter"), "{:.1f}")
     real = m.get("real_agreement_ter")
     return test if real is None else f"{test} / {real:.1f}"
 
@@ -32,16 +44,12 @@ def markdown_table(doc: Mapping, card: str | None = None) -> str:
         if card and c["card"] != card:
             continue
         m = c["metrics"]
-        ci = m.get("speedup_ci95")
-        speed = "reference" if c["variant"] == "pytorch" else (
-            f"{_num(m.get('speedup'))} [{_num(ci[0])}, {_num(ci[1])}]" if ci else "-")
-        status = c["status"] if c["status"] != "ok" else (c.get("gate") or {}).get("verdict", "ok")
-        rows.append(f"| {c['card']} | {c['variant']} | {speed} | {_num(m.get('rtf'), '{:.4f}')} | "
-                    f"{_num((m.get('latency_ms') or {}).get('p50'), '{:.0f}')} | "
-                    f"{_num(m.get('process_peak_mb'), '{:.0f}')} | "
-                    f"{_num(m.get('peak_rss_mb'), '{:.0f}')} | {_num(m.get('model_mb'), '{:.1f}')} | "
-                    f"{quality(m)} | {_agreement(m)} | "
-                    f"{status} |")
+        rows.append(f"| {c['card']} | {c['variant']} | {speed_cell(c)} | {num(m.get('rtf'), '{:.4f}')} | "
+                    f"{num((m.get('latency_ms') or {}).get('p50'), '{:.0f}')} | "
+                    f"{num(m.get('process_peak_mb'), '{:.0f}')} | "
+                    f"{num(m.get('peak_rss_mb'), '{:.0f}')} | {num(m.get('model_mb'), '{:.1f}')} | "
+                    f"{quality(m)} | {agreement_cell(m)} | "
+                    f"{status_cell(c)} |")
     run = doc["run"]
     rows.append("")
     rows.append(f"Run {run['id']}, commit {str(run.get('git_commit'))[:10]}, machine class "
@@ -66,7 +74,7 @@ def speedup_table(docs: list[Mapping]) -> str:
             m = c["metrics"]
             ci = m.get("speedup_ci95") or [None, None]
             rows.setdefault((c["task"], c["card"]), {})[c["variant"]] = \
-                f"{_num(m.get('speedup'))} [{_num(ci[0])}, {_num(ci[1])}]"
+                f"{num(m.get('speedup'))} [{num(ci[0])}, {num(ci[1])}]"
     out = ["| task | card | " + " | ".join(variants) + " | paper (CPU) |",
            "|---|---|" + "---|" * len(variants) + "---|"]
     for (task, card), by_variant in sorted(rows.items()):
@@ -94,8 +102,8 @@ def memory_table(docs: list[Mapping]) -> str:
                 continue
             m, ref = c["metrics"], torch.get((c["card"], c["device"]), {})
             whole, work = m.get("process_peak_mb"), m.get("peak_rss_mb")
-            out.append(f"| {c['card']} | {c['variant']} | {_num(whole, '{:.0f}')} | "
-                       f"{_below(whole, ref.get('process_peak_mb'))} | {_num(work, '{:.0f}')} | "
+            out.append(f"| {c['card']} | {c['variant']} | {num(whole, '{:.0f}')} | "
+                       f"{_below(whole, ref.get('process_peak_mb'))} | {num(work, '{:.0f}')} | "
                        f"{_below(work, ref.get('peak_rss_mb'))} |")
     runs = ", ".join(f"{d['run']['id']} (commit {str(d['run'].get('git_commit'))[:10]})" for d in docs)
     out += ["", f"Peak RSS of each variant in a process of its own; runs {runs}."]
@@ -121,7 +129,7 @@ def roofline_table(docs: list[Mapping]) -> str:
             for name, g in parts:
                 out.append(f"| {c['card']} | {c['variant']} | {name} | {g.get('runs', '')} | "
                            f"{g['gflop_fp32']:.2f} | {g['gop_int8']:.2f} | {g['seconds']:.3f} | "
-                           f"{_num(g['gops_per_s'], '{:.1f}')} | {_num(g['peak_percent'], '{:.1f}')} |")
+                           f"{num(g['gops_per_s'], '{:.1f}')} | {num(g['peak_percent'], '{:.1f}')} |")
             p = r["peaks"]
             peaks.append(f"{doc['run']['id']}: fp32 {p['fp32_gflops']:.0f} GFLOP/s, "
                          f"int8 {p['int8_gops']:.0f} GOP/s")
@@ -141,10 +149,10 @@ def server_table(docs: list[Mapping]) -> str:
             if not s or c["status"] != "ok":
                 continue
             m, lat = c["metrics"], s["server"]["latency_ms"]
-            speed = "reference" if c["variant"] == "pytorch" else _num(m.get("server_speedup"))
+            speed = "reference" if c["variant"] == "pytorch" else num(m.get("server_speedup"))
             out.append(f"| {c['card']} | {c['variant']} | {s['streams']} | {s['offline']['rtfx']:.1f} | "
-                       f"{speed} | {s['server']['rate_qps']:.2f} | {_num(lat['p50'], '{:.0f}')} | "
-                       f"{_num(lat['p99'], '{:.0f}')} |")
+                       f"{speed} | {s['server']['rate_qps']:.2f} | {num(lat['p50'], '{:.0f}')} | "
+                       f"{num(lat['p99'], '{:.0f}')} |")
     runs = ", ".join(d["run"]["id"] for d in docs)
     out += ["", f"Offline: every query queued at the start; server: Poisson arrivals at 70% of "
             f"PyTorch's offline throughput, one thread a stream; runs {runs}."]
