@@ -8,6 +8,7 @@ About a minute on 2 cores: building is seconds a model, inference is kept tiny.
 """
 from __future__ import annotations
 
+import shutil
 import time
 
 import numpy as np
@@ -66,7 +67,8 @@ def built(tmp_path_factory, torch_one_thread):
         t = time.perf_counter()
         exp = build_exp_dir(load_card(name), root / name)
         out[name] = (exp, time.perf_counter() - t)
-    return out
+    yield out
+    shutil.rmtree(root, ignore_errors=True)  # 1.5 GB of checkpoints; pytest keeps three runs' tmp
 
 
 @pytest.fixture(scope="module")
