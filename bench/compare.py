@@ -121,7 +121,7 @@ def run_case(sides: dict, card: str, variant: str, opts, logs: Path, references:
     live under logs/../references/): each side's variant is scored against its own side's
     PyTorch, as the main job scores agreement.
     """
-    from bench.variants import REFERENCE
+    from bench.variants import REFERENCE, VARIANTS
 
     name = Path(card).stem  # a card file's name without its folder
     case = {"card": name, "variant": variant, "device": opts.device, "status": "ok"}
@@ -133,7 +133,10 @@ def run_case(sides: dict, card: str, variant: str, opts, logs: Path, references:
             for side in sides.values():  # exports (and the references) in a process of their own:
                 w = Worker(side, logs / f"{name}.{variant}.{side.name}.export.log")  # not in the peak RSS
                 try:
-                    artifacts[side.name] = w.call("export", card=card, model=side.model)["artifact"]
+                    # a study's variant is derived on demand (only then is it named: a side of a
+                    # revision from before studies takes no variant, nor knows one)
+                    study = {"variant": variant} if getattr(VARIANTS.get(variant), "study", None) else {}
+                    artifacts[side.name] = w.call("export", card=card, model=side.model, **study)["artifact"]
                     if variant != REFERENCE and (side.name, card) not in references:
                         references[side.name, card] = _reference_outputs(w, side, card, artifacts[side.name],
                                                                          opts, logs.parent / "references")

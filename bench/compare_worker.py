@@ -53,12 +53,13 @@ class Worker:
     def __init__(self):
         self.card = self.rec = self.utts = self.subset = None
 
-    def op_export(self, card: str, model=None) -> dict:
-        """Build (or find) the card's artifact with this side's exporter. Run in a process of its
-        own, before the measured one, so an export never lands in a measured peak RSS."""
+    def op_export(self, card: str, model=None, variant=None) -> dict:
+        """Build (or find) the card's artifact with this side's exporter, and derive ``variant``
+        there if it is a study's. Run in a process of its own, before the measured one, so an
+        export never lands in a measured peak RSS."""
         from bench.artifacts import ensure_artifact
 
-        return {"artifact": str(ensure_artifact(_card(card, model)))}
+        return {"artifact": str(ensure_artifact(_card(card, model), variant))}
 
     def op_load(self, card: str, variant: str, device: str, threads: int, artifact: str,
                 data=None, model=None) -> dict:
@@ -67,7 +68,7 @@ class Worker:
         from pathlib import Path
 
         import bench
-        from bench.artifacts import artifact_info
+        from bench.artifacts import variant_record
         from bench.data.sets import load_eval_set, stratified_subset
         from bench.runtime.load import load_recognizer, model_size_mb
         from bench.tasks import get_task
@@ -78,7 +79,7 @@ class Worker:
         self.card = _card(card, model)
         self.task = get_task(self.card.task)
         artifact = Path(artifact)
-        error = (artifact_info(artifact).get("variants", {}).get(variant) or {}).get("error")
+        error = variant_record(artifact, variant).get("error")
         if error:
             raise RuntimeError(f"variant {variant} of {artifact.name} could not be derived: {error}")
         self.utts = load_eval_set(self.card, data)

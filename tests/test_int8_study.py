@@ -151,3 +151,19 @@ def test_int8_table_sets_each_variant_against_the_fp32_export_and_dynamic_int8()
     assert rows["onnx-int8"][3] == "2.00x" and rows["onnx-int8"][5] == "1.00x"
     assert rows["onnx-int8-conv"][-1].startswith("error: ValueError: no calibration data")
     assert "r1" in int8_table([doc])
+
+
+def test_compare_workers_derive_a_study_variant_and_read_its_error(smoke, tmp_path, monkeypatch):
+    """bench compare's export op derives a named study variant; its load op then reports the
+    derivation's error from the variant's own record (not a failed load of missing graphs)."""
+    from bench.compare_worker import Worker
+    from bench.families.speech2text import SpeechToText
+
+    card, shared = smoke
+    shutil.copytree(shared, tmp_path / shared.name, ignore=shutil.ignore_patterns("onnx-int8-*"))
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(SpeechToText, "dev_feeds", lambda *a: {})
+    artifact = Worker().op_export(card.name, variant="onnx-int8-conv")["artifact"]
+    assert (tmp_path / shared.name / "variants" / "onnx-int8-conv" / "variant.json").exists()
+    with pytest.raises(RuntimeError, match="onnx-int8-conv .* could not be derived: .*no calibration data"):
+        Worker().op_load(card.name, "onnx-int8-conv", "cpu", 1, artifact)
