@@ -317,7 +317,8 @@ def main(argv=None) -> int:
 
     sy = sub.add_parser("study", help="run a study (its variants on its cards) and print its table")
     sy.add_argument("name", choices=sorted(STUDIES), help="int8: static int8 of weights and activations, "
-                                                   "and of the convolutions alone, against dynamic int8")
+                    "and of the convolutions alone, against dynamic int8; size: four sizes of one "
+                    "conformer recipe, with parameters, arithmetic per second of audio and speedups")
     sy.add_argument("--card", help="these cards instead of the study's own (comma-separated)")
     sy.add_argument("--threads", type=int, help="intra-op threads (default: usable cores)")
     sy.add_argument("--out", help=f"reports folder (default {reports_dir()})")

@@ -149,6 +149,7 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     utts, artifact = session.eval_set(card), session.artifact(card, variant)
     _describe(session, card, variant, runtime, artifact, case)
     ref_rec, ref_out = session.reference(card, device)
+    case["settings"]["parameters"] = getattr(ref_rec, "parameters", None)  # the PyTorch model's
 
     rec, load = track_load(artifact, card, variant, device, session.threads, utts[0].input)
     quality = track_quality(rec, variant, card, task, family, utts, ref_out)

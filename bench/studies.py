@@ -20,6 +20,14 @@ class Study:
     cards: tuple[str, ...]  # the default cards; --card picks others
     table: Callable[[list[Mapping]], str]
 
+    def appears_in(self, variants: set[str], cards: set[str]) -> bool:
+        """Whether a set of cases holds this study: any of its own variants, else (a study of
+        cards, run with the default variants) more than two of its cards."""
+        from bench.variants import VARIANTS
+
+        own = {v for v in self.variants if VARIANTS[v].study == self.name}
+        return bool(own & variants) if own else len(set(self.cards) & cards) > 2
+
 
 def _cases_by_card(docs: list[Mapping]) -> dict[str, dict[str, Mapping]]:
     by_card: dict[str, dict[str, Mapping]] = {}
@@ -27,6 +35,15 @@ def _cases_by_card(docs: list[Mapping]) -> dict[str, dict[str, Mapping]]:
         for c in doc["cases"]:
             by_card.setdefault(c["card"], {})[c["variant"]] = c
     return by_card
+
+
+def _status(c: Mapping) -> str:
+    return f"error: {str(c.get('error'))[:120]}" if c["status"] == "error" else status_cell(c)
+
+
+def _runs(docs: list[Mapping]) -> str:
+    return ", ".join(f"{d['run']['id']} (commit {str(d['run'].get('git_commit'))[:10]}, "
+                     f"`{d['run']['machine']['class']}`)" for d in docs)
 
 
 _UNIT = {"intent_acc": " pt", "wer": " pt", "bleu": "", "tts_distance": " dB"}
@@ -57,16 +74,85 @@ def int8_table(docs: list[Mapping]) -> str:
             m = c["metrics"]
             smaller = fp32 / m["model_mb"] if fp32 and m.get("model_mb") else None
             vs_dyn = m["speedup"] / dyn if dyn and m.get("speedup") and variant != "pytorch" else None
-            status = f"error: {str(c.get('error'))[:120]}" if c["status"] == "error" else status_cell(c)
             out.append(f"| {card} | {variant} | {num(m.get('model_mb'), '{:.1f}')} | "
                        f"{num(smaller, '{:.2f}x')} | {speed_cell(c)} | {num(vs_dyn, '{:.2f}x')} | "
                        f"{quality(m)} | {_quality_change(m, ref) if variant != 'pytorch' else '-'} | "
-                       f"{agreement_cell(m)} | {status} |")
-    runs = ", ".join(f"{d['run']['id']} (commit {str(d['run'].get('git_commit'))[:10]}, "
-                     f"`{d['run']['machine']['class']}`)" for d in docs)
+                       f"{agreement_cell(m)} | {_status(c)} |")
     out += ["", "Model MB: the variant's files (PyTorch: its checkpoint). Speed vs onnx-int8: the "
             "ratio of the two speedups, each taken against PyTorch in the same run. "
-            f"Runs {runs}."]
+            f"Runs {_runs(docs)}."]
+    return "\n".join(out)
+
+
+def _card_shape(name: str) -> tuple[str, str]:
+    """(weights, encoder shape) from the card: trained or random, width x blocks, feed-forward,
+    heads, decoder blocks. A card that cannot be read (a user's file elsewhere) shows '?'."""
+    from bench.zoo.cards import load_card
+
+    try:
+        card = load_card(name)
+    except Exception:  # noqa: BLE001 - the table still shows the figures
+        return "?", "?"
+    weights = "random" if str(card.model.get("weights", "")).startswith("random:") else "trained"
+    esp = card.model.get("espnet") or {}
+    enc, dec = esp.get("encoder_conf") or {}, esp.get("decoder_conf") or {}
+    shape = (f"{enc.get('output_size', '?')}-d x {enc.get('num_blocks', '?')}, ff {enc.get('linear_units', '?')}, "
+             f"{enc.get('attention_heads', '?')} heads; dec {dec.get('num_blocks', '-')}")
+    return weights, shape
+
+
+def _gflop_per_audio_second(case: Mapping | None) -> float | None:
+    """The graphs' counted arithmetic (fp32 and int8 products) per second of audio, from the
+    case's roofline pass (bench.measure.roofline)."""
+    roof = ((case or {}).get("settings") or {}).get("roofline") or {}
+    graphs, audio = roof.get("in_graphs") or {}, roof.get("audio_seconds")
+    if not audio or graphs.get("gflop_fp32") is None:
+        return None
+    return (graphs["gflop_fp32"] + graphs.get("gop_int8", 0.0)) / audio
+
+
+def size_table(docs: list[Mapping]) -> str:
+    """One row per size (smallest first): weights, shape, parameters, arithmetic per second of
+    audio, fp32 size and the speedup of each ONNX variant, all from one run per card; then a
+    row per card and variant with RTF, quality and agreement."""
+    by_card = _cases_by_card(docs)
+    onnx_variants = [v for v in STUDIES["size"].variants if v != "pytorch"]
+
+    def params(cases):
+        return next((c["settings"].get("parameters") for c in cases.values()
+                     if (c.get("settings") or {}).get("parameters")), None)
+
+    order = sorted(by_card, key=lambda card: params(by_card[card]) or 0)
+    out = ["| card | weights | encoder | parameters (M) | GFLOP per audio s | fp32 export MB | "
+           + " | ".join(f"speedup {v} [95% CI]" for v in onnx_variants) + " |",
+           "|---|---|---|---|---|---|" + "---|" * len(onnx_variants)]
+    for card in order:
+        cases = by_card[card]
+        weights, shape = _card_shape(card)
+        n = params(cases)
+        fp32 = (cases.get("onnx") or {}).get("metrics", {}).get("model_mb")
+        speeds = [speed_cell(cases[v]) if v in cases and cases[v]["status"] == "ok" else "-"
+                  for v in onnx_variants]
+        out.append(f"| {card} | {weights} | {shape} | {num(n / 1e6 if n else None, '{:.2f}')} | "
+                   f"{num(_gflop_per_audio_second(cases.get('onnx')), '{:.2f}')} | {num(fp32, '{:.1f}')} | "
+                   + " | ".join(speeds) + " |")
+    out += ["", "| card | variant | model MB | RTF | quality | change vs PyTorch | agreement TER % test / real | status |",
+            "|---|---|---|---|---|---|---|---|"]
+    for card in order:
+        cases = by_card[card]
+        ref = (cases.get("pytorch") or {}).get("metrics", {})
+        for variant in STUDIES["size"].variants:
+            c = cases.get(variant)
+            if c is None:
+                continue
+            m = c["metrics"]
+            out.append(f"| {card} | {variant} | {num(m.get('model_mb'), '{:.1f}')} | {num(m.get('rtf'), '{:.3f}')} | "
+                       f"{quality(m)} | {_quality_change(m, ref) if variant != 'pytorch' else '-'} | "
+                       f"{agreement_cell(m)} | {_status(c)} |")
+    out += ["", "Parameters: the PyTorch model's. GFLOP per audio s: the products (MatMul, Gemm, Conv) "
+            "counted from the `onnx` graphs' shapes over the timed decode, per second of its audio; "
+            "decoder steps depend on the hypotheses' lengths. Quality of random weights is noise; "
+            f"their agreement with PyTorch is what counts. Runs {_runs(docs)}."]
     return "\n".join(out)
 
 
@@ -77,6 +163,11 @@ STUDIES = {s.name: s for s in [
           ("asr-conformer-tiny", "slu-conformer-tiny", "st-conformer-tiny", "tts-fastspeech2-smoke",
            "asr-conformer-paper"),
           int8_table),
+    Study("size", "How do speed, arithmetic and quality change with the size of one conformer recipe "
+          "(width, depth, feed-forward size, heads), and does the ONNX speedup hold as it shrinks?",
+          ("pytorch", "onnx", "onnx-fused", "onnx-int8"),
+          ("asr-conformer-micro", "asr-conformer-tiny", "asr-conformer-small", "asr-conformer-paper"),
+          size_table),
 ]}
 
 

@@ -215,7 +215,10 @@ class Roofline:
 def track_roofline(rec, subset: list, peaks: dict) -> Roofline:
     from bench.measure.roofline import roofline
 
-    return Roofline(roofline(rec, [u.input for u in subset], peaks))
+    detail = roofline(rec, [u.input for u in subset], peaks)
+    if all(hasattr(u, "seconds") for u in subset):  # speech in: the arithmetic per second of it
+        detail["audio_seconds"] = round(sum(u.seconds for u in subset), 3)
+    return Roofline(detail)
 
 
 # ----------------------------------------------------------------------------- server

@@ -48,6 +48,10 @@ def test_run_writes_results_report_and_gates(tmp_path):
     assert lo <= m["speedup"] <= hi
     assert m["agreement_ter"] == 0.0
     assert onnx["settings"]["memory"]["child_torch_imported"] is False
+    # the size study's figures: the PyTorch model's parameters on every case, the roofline's audio
+    assert onnx["settings"]["parameters"] == cases["pytorch"]["settings"]["parameters"] > 10_000
+    from bench.studies import _gflop_per_audio_second
+    assert onnx["settings"]["roofline"]["audio_seconds"] > 0 and _gflop_per_audio_second(onnx) > 0
     lines = (tmp_path / "reports" / "utterances.jsonl").read_text().splitlines()
     assert len(lines) == 2 * onnx["n_utterances"]
     assert {"id", "duration", "seconds", "hypothesis", "reference"} <= set(json.loads(lines[0]))

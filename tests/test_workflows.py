@@ -46,9 +46,10 @@ def test_nightly_workflow_matrix_history_and_merged_report():
     assert step["env"]["BENCH_GPU"] == "${{ matrix.gpu }}" and "matrix.device" in step["run"]
     assert any(s.get("with", {}).get("ref") == "bench-history" for s in bench["steps"])
     assert any("upload-artifact" in s.get("uses", "") for s in bench["steps"])
-    # the int8 study runs on the CPU runners, into the uploaded reports/
-    study = next(s for s in bench["steps"] if "bench study int8" in s.get("run", ""))
-    assert "matrix.device == 'cpu'" in study["if"] and "--out reports/" in study["run"]
+    # the studies run on the CPU runners, into the uploaded reports/
+    for name in ("int8", "size"):
+        study = next(s for s in bench["steps"] if f"bench study {name}" in s.get("run", ""))
+        assert "matrix.device == 'cpu'" in study["if"] and "--out reports/" in study["run"]
     names = [s.get("name", "") for s in bench["steps"]]
     assert names.index(study["name"]) < next(i for i, s in enumerate(bench["steps"])
                                               if "upload-artifact" in s.get("uses", ""))

@@ -186,12 +186,10 @@ def _study_sections(cur: pd.DataFrame, quality: str, where: str, n: int) -> list
     """A section for each study whose own variants these cases include (bench/studies.py):
     its question, speed against size and quality against speed over the study's variants."""
     from bench.studies import STUDIES
-    from bench.variants import VARIANTS
 
     out = []
     for study in STUDIES.values():
-        own = {v for v in study.variants if VARIANTS[v].study == study.name}
-        if not own & set(cur["variant"]):
+        if not study.appears_in(set(cur["variant"]), set(cur["card"])):
             continue
         d = cur[cur["variant"].isin(study.variants)]
         figs = [charts.size_speed_chart(d, f"{study.name} study: {where}"),

@@ -48,6 +48,7 @@ class TorchSpeech2Text:
         model = getattr(self.s2t, "st_model", None) or self.s2t.asr_model
         model.encoder.register_forward_hook(self._check_encoder_output)
         self.model_file = exp_dir / "model.pth"
+        self.parameters = sum(p.numel() for p in model.parameters())
 
     def _check_encoder_output(self, module, inputs, output):
         require_finite(output[0].detach().float().cpu().numpy(), "encoder output", self.model_file)

@@ -67,6 +67,9 @@ class TorchText2Speech:
             vits_durations(1, decode)
         self.tokens = PhonemeTokens(exp_dir)
         self.sample_rate = int(self.t2s.fs)
+        vocoder = getattr(getattr(self.t2s, "vocoder", None), "generator", None)
+        self.parameters = sum(p.numel() for m in (self.t2s.model, vocoder) if m is not None
+                              for p in m.parameters())
 
     def token_ids(self, text: str):
         """ESPnet's own preprocess on the validated, single-spaced phoneme string."""
