@@ -12,8 +12,11 @@ TRAINED = [c for c in list_cards("accuracy") if c.train]
 # The targets: what makes a quantized variant's quality loss a measurable number.
 TARGETS = {"asr": ("wer", "<=", 10.0), "slu": ("intent_accuracy", ">=", 90.0), "st": ("bleu", ">=", 40.0)}
 # Committed models that miss their target, and why: stated, and checked to still be so, so a
-# retrained model that meets it fails here until this entry is removed. None at present.
-KNOWN_MISSES: dict[str, str] = {}
+# retrained model that meets it fails here until this entry is removed.
+KNOWN_MISSES: dict[str, str] = {
+    "asr-conformer-micro": "the size study's smallest size (64-d x 2 blocks, 1.6 MB): what shrinking "
+                           "costs in WER is the figure it is trained for (14.7% against tiny's 6.7%)",
+}
 
 
 def _record(card):

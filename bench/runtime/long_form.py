@@ -43,6 +43,11 @@ class LongForm:
         self.recognizer, self.sample_rate = recognizer, sample_rate
         self.segment_seconds = float(segment_seconds)
 
+    @property
+    def parameters(self) -> int | None:
+        """The wrapped PyTorch model's parameter count (None for ONNX recognizers)."""
+        return getattr(self.recognizer, "parameters", None)
+
     def __call__(self, wave: np.ndarray) -> Recognition:
         cuts = cut_points(wave, self.sample_rate, self.segment_seconds)
         parts = [self.recognizer(wave[a:b]) for a, b in zip(cuts, cuts[1:])]
