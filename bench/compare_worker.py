@@ -59,7 +59,9 @@ class Worker:
         export never lands in a measured peak RSS."""
         from bench.artifacts import ensure_artifact
 
-        return {"artifact": str(ensure_artifact(_card(card, model), variant))}
+        # the side's own bench package: a revision from before studies takes the card alone
+        study = (variant,) if variant else ()
+        return {"artifact": str(ensure_artifact(_card(card, model), *study))}
 
     def op_load(self, card: str, variant: str, device: str, threads: int, artifact: str,
                 data=None, model=None) -> dict:
