@@ -41,6 +41,14 @@ def _status(c: Mapping) -> str:
     return f"error: {str(c.get('error'))[:120]}" if c["status"] == "error" else status_cell(c)
 
 
+def _judged_cells(c: Mapping, ref: Mapping) -> str:
+    """A study row's last cells: quality, its change against PyTorch's (``ref``, its metrics),
+    agreement, and the gate's verdict or the case's error."""
+    m = c["metrics"]
+    change = _quality_change(m, ref) if c["variant"] != "pytorch" else "-"
+    return f"{quality(m)} | {change} | {agreement_cell(m)} | {_status(c)}"
+
+
 def _runs(docs: list[Mapping]) -> str:
     return ", ".join(f"{d['run']['id']} (commit {str(d['run'].get('git_commit'))[:10]}, "
                      f"`{d['run']['machine']['class']}`)" for d in docs)
@@ -76,8 +84,7 @@ def int8_table(docs: list[Mapping]) -> str:
             vs_dyn = m["speedup"] / dyn if dyn and m.get("speedup") and variant != "pytorch" else None
             out.append(f"| {card} | {variant} | {num(m.get('model_mb'), '{:.1f}')} | "
                        f"{num(smaller, '{:.2f}x')} | {speed_cell(c)} | {num(vs_dyn, '{:.2f}x')} | "
-                       f"{quality(m)} | {_quality_change(m, ref) if variant != 'pytorch' else '-'} | "
-                       f"{agreement_cell(m)} | {_status(c)} |")
+                       f"{_judged_cells(c, ref)} |")
     out += ["", "Model MB: the variant's files (PyTorch: its checkpoint). Speed vs onnx-int8: the "
             "ratio of the two speedups, each taken against PyTorch in the same run. "
             f"Runs {_runs(docs)}."]
@@ -147,8 +154,7 @@ def size_table(docs: list[Mapping]) -> str:
                 continue
             m = c["metrics"]
             out.append(f"| {card} | {variant} | {num(m.get('model_mb'), '{:.1f}')} | {num(m.get('rtf'), '{:.3f}')} | "
-                       f"{quality(m)} | {_quality_change(m, ref) if variant != 'pytorch' else '-'} | "
-                       f"{agreement_cell(m)} | {_status(c)} |")
+                       f"{_judged_cells(c, ref)} |")
     out += ["", "Parameters: the PyTorch model's. GFLOP per audio s: the products (MatMul, Gemm, Conv) "
             "counted from the `onnx` graphs' shapes over the timed decode, per second of its audio; "
             "decoder steps depend on the hypotheses' lengths. Quality of random weights is noise; "

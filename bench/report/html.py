@@ -183,8 +183,8 @@ def _case_table(cur: pd.DataFrame, task: str, table_id: str) -> str:
 
 
 def _study_sections(cur: pd.DataFrame, quality: str, where: str, n: int) -> list[str]:
-    """A section for each study whose own variants these cases include (bench/studies.py):
-    its question, speed against size and quality against speed over the study's variants."""
+    """A section for each study these cases hold (bench/studies.py, Study.appears_in): its
+    question, speed against size and quality against speed over the study's variants."""
     from bench.studies import STUDIES
 
     out = []
