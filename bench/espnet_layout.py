@@ -9,6 +9,7 @@ before and still does with a margin of 0. Older ESPnets have no such argument.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 from functools import lru_cache
@@ -42,3 +43,32 @@ def exact_search_options(inference_class) -> dict:
     implements: the CTC prefix scored over the whole utterance (window margin 0)."""
     params = inspect.signature(inference_class.__init__).parameters
     return {"ctc_window_margin": 0} if "ctc_window_margin" in params else {}
+
+
+class TrainingOnlyLoss:
+    """Stands in for warprnnt_pytorch's RNNTLoss, which ESPnet's ASR model constructs for a
+    transducer even when it only decodes. The package is a compiled extension with no wheel on
+    PyPI; inference never calls the loss, and this one refuses to be called."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError("warprnnt_pytorch is not installed: the transducer loss is for training, "
+                           "which the harness does not do for transducers")
+
+
+def ensure_transducer_loss_importable() -> bool:
+    """Make ``from warprnnt_pytorch import RNNTLoss`` work for building a transducer model to
+    decode with; True when the stand-in was installed."""
+    import sys
+    import types
+
+    if "warprnnt_pytorch" in sys.modules or _exists("warprnnt_pytorch"):
+        return False
+    module = types.ModuleType("warprnnt_pytorch")
+    module.__spec__ = importlib.machinery.ModuleSpec("warprnnt_pytorch", None)
+    module.RNNTLoss = TrainingOnlyLoss
+    module.__doc__ = "bench.espnet_layout's stand-in: the loss exists, decoding never calls it"
+    sys.modules["warprnnt_pytorch"] = module
+    return True

@@ -92,7 +92,7 @@ def _fuse(src: Path, dst: Path, info: dict) -> dict:
         leftover.unlink()
     if check is None:
         check = check_variant(src, dst, info, atol=1e-3)  # the unfused graphs must pass, at least
-    if "kv_decoder" in info:  # speech-to-text
+    if "kv_decoder" in info and "decoder.onnx" in graphs:  # speech-to-text with a decoder
         settings["decoder_step"] = ("keys and values cached, cross-attention's once an utterance"
                                     if graphs["decoder.onnx"] == "decoder_kv.onnx" else
                                     "plain: " + info["kv_decoder"].get("unsupported", ""))

@@ -182,6 +182,10 @@ CASES = {
     # no pre-beam: int(1.5 * 10) >= 12 tokens, CTC scores the whole vocabulary
     "nopre-v12-beam10-mlr0": (V12, 1.0, dict(beam_size=10)),
     "nopre-v12-beam10-mlr-20-4s": (V12, 4.0, dict(beam_size=10, maxlenratio=-20)),
+    # CTC alone (a CTC-only model, decoder weight 0): no pre-beam, every token scored
+    "ctc-only-beam1-blank-5s": (V50_BLANK, 5.0, dict(beam_size=1, ctc_weight=1.0)),
+    "ctc-only-beam10-blank-3s": (V50_BLANK, 3.0, dict(beam_size=10, ctc_weight=1.0)),
+    "ctc-only-beam10-mlr-20-4s": (V50, 4.0, dict(beam_size=10, ctc_weight=1.0, maxlenratio=-20)),
     # minlen > maxlen: nothing ends, ESPnet retries with minlenratio - 0.1 ...
     "minlen-retry": (V50, 1.0, dict(beam_size=4, maxlenratio=-5, minlenratio=0.5)),
     # ... or gives up (empty n-best) when minlenratio < 0.1

@@ -1,9 +1,13 @@
 """The plain ONNX export decodes exactly like ESPnet's PyTorch Speech2Text, and so does the
 optimised one (key/value-cached decoder step, fused graphs).
 
-For conformer, transformer and E-Branchformer encoders, beam 1 and beam 10, on synthetic
+For conformer, transformer, E-Branchformer and Branchformer encoders, a CTC-only
+E-Branchformer (no decoder: CTC prefix scoring over the whole vocabulary) and a conformer
+transducer (ESPnet's default transducer search; greedy at beam 1), beam 1 and beam 10, on synthetic
 speech from 1 s to 60 s: identical token sequences (agreement TER = 0).
 """
+import os
+
 import numpy as np
 import pytest
 
@@ -11,7 +15,11 @@ from bench.data.espeak import builtin_eval_set, long_utterance
 from bench.metrics.text import agreement_ter
 from bench.zoo.cards import load_card
 
-CARDS = ["asr-conformer-smoke", "asr-transformer-smoke", "asr-ebranchformer-smoke"]
+CTC_ONLY = "asr-ctc-ebranchformer-smoke"
+TRANSDUCER = "asr-transducer-smoke"
+# BENCH_ASR_EXPORT_CARDS=asr-ctc-ebranchformer-paper,... runs the agreement on other cards
+CARDS = os.environ.get("BENCH_ASR_EXPORT_CARDS", "asr-conformer-smoke,asr-transformer-smoke,"
+                       f"asr-ebranchformer-smoke,asr-branchformer-smoke,{CTC_ONLY},{TRANSDUCER}").split(",")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +37,9 @@ def waves():
 def artifacts(in_shared_cache, waves):
     from bench.artifacts import ensure_artifact
 
-    return {name: ensure_artifact(load_card(name)) for name in CARDS}
+    # the cards under test, and the two the other tests here read
+    return {name: ensure_artifact(load_card(name))
+            for name in dict.fromkeys(CARDS + ["asr-conformer-smoke", CTC_ONLY, TRANSDUCER])}
 
 
 @pytest.mark.slow
@@ -38,13 +48,15 @@ def artifacts(in_shared_cache, waves):
 @pytest.mark.parametrize("variant", ["onnx", "onnx-fused"])
 def test_onnx_hypotheses_equal_pytorch(card_name, beam, variant, artifacts, waves, torch_one_thread):
     from bench.runtime.load import load_recognizer
+    from bench.runtime.onnx_asr import load_export_meta
 
     card = load_card(card_name)
     # a fixed 20-step cap keeps the 60 s input quick; 20 <= frames of every input here
     decode = {**card.decode, "beam_size": beam, "maxlenratio": -20}
     ref = load_recognizer(artifacts[card_name], decode, "pytorch", "cpu", threads=1)
     var = load_recognizer(artifacts[card_name], decode, variant, "cpu", threads=1)
-    assert getattr(var, "recognizer", var).cached == (variant == "onnx-fused")
+    has_decoder = load_export_meta(artifacts[card_name]).get("has_decoder", True)
+    assert getattr(getattr(var, "recognizer", var), "cached", False) == (variant == "onnx-fused" and has_decoder)
     ref_tokens = [ref(w).tokens for w in waves]
     var_tokens = [var(w).tokens for w in waves]
     assert all(len(t) > 0 for t in ref_tokens)
@@ -62,6 +74,55 @@ def test_end_detection_path_agrees(artifacts, waves, torch_one_thread):
     ref = load_recognizer(artifacts[card.name], decode, "pytorch", "cpu", threads=1)
     var = load_recognizer(artifacts[card.name], decode, "onnx", "cpu", threads=1)
     assert var(waves[0]).tokens == ref(waves[0]).tokens
+
+
+@pytest.mark.slow
+def test_ctc_only_model_is_its_encoder_graph(artifacts):
+    """ESPnet drops the decoder of a model trained with ctc_weight 1: the export and every
+    variant hold the encoder graph alone, and decoding it with a decoder's weight is refused
+    by name."""
+    from bench.artifacts import artifact_info
+    from bench.runtime.onnx_asr import OnnxSpeech2Text, load_export_meta
+
+    art = artifacts[CTC_ONLY]
+    meta = load_export_meta(art)
+    assert meta["has_decoder"] is False and meta["graphs"] == ["encoder.onnx"]
+    assert "CTC-only" in meta["kv_decoder"]["unsupported"]
+    for name in ("onnx", "onnx-fused", "onnx-int8"):
+        assert sorted(p.name for p in (art / "variants" / name).glob("*.onnx")) == ["encoder.onnx"]
+        assert "error" not in artifact_info(art)["variants"][name]
+    rec = OnnxSpeech2Text(art / "variants" / "onnx", art / "exp", meta, load_card(CTC_ONLY).decode)
+    assert rec.decoder is None and list(rec.sessions) == ["encoder.onnx"]
+    with pytest.raises(ValueError, match=r"decode.ctc_weight is 0.3, but this model is CTC-only "
+                                         r"\(no decoder\): set it to 1.0"):
+        OnnxSpeech2Text(art / "variants" / "onnx", art / "exp", meta,
+                        {**load_card(CTC_ONLY).decode, "ctc_weight": 0.3})
+
+
+@pytest.mark.slow
+def test_transducer_exports_its_step_graphs(artifacts):
+    """A transducer: the encoder graph, the prediction network's step with its LSTM state and
+    the joint network, in the export and in every variant; its search is refused by name when
+    the decode asks for one the runtime does not reproduce."""
+    from bench.artifacts import artifact_info
+    from bench.runtime.onnx_asr import load_export_meta
+    from bench.runtime.onnx_transducer import OnnxTransducer
+
+    art = artifacts[TRANSDUCER]
+    meta = load_export_meta(art)
+    assert meta["graphs"] == ["encoder.onnx", "predictor.onnx", "joint.onnx"]
+    assert meta["has_decoder"] is False and meta["transducer"]["layers"] == 1
+    for name in ("onnx", "onnx-fused", "onnx-int8"):
+        assert sorted(p.name for p in (art / "variants" / name).glob("*.onnx")) == \
+            ["encoder.onnx", "joint.onnx", "predictor.onnx"]
+        info = artifact_info(art)["variants"][name]
+        assert "error" not in info, info
+    checked = artifact_info(art)["variants"]["onnx-fused"]["settings"]["check"]["max_abs_diff"]
+    assert any(k.startswith("transducer_") for k in checked), checked
+    decode = load_card(TRANSDUCER).decode
+    with pytest.raises(ValueError, match="search_type is 'maes': the ONNX runtime reproduces"):
+        OnnxTransducer(art / "variants" / "onnx", art / "exp", meta,
+                       {**decode, "transducer_conf": {"search_type": "maes"}})
 
 
 @pytest.mark.slow

@@ -31,6 +31,15 @@ PARAMS = {
     # macaron FFNs 1024) + conv2d subsampling 1.84 M + 6 decoder blocks x 1.58 M + 3 x 1.28 M
     # (5000-token embedding, output and CTC layers at 256-d)
     "asr-ebranchformer-paper": 38_471_952,
+    # its CTC-only recipe (ctc_weight 1: no decoder): the same encoder 25.15 M + the CTC
+    # layer 1.29 M (256 x 5000 + 5000)
+    "asr-ctc-ebranchformer-paper": 26_433_928,
+    # Branchformer 512-d: 18 blocks x 4.26 M (attention, cgMLP 3072, concat merge) +
+    # subsampling 7.35 M + 6 decoder blocks x 4.20 M + 3 x 2.56 M (5000-token layers)
+    "asr-branchformer-paper": 116_884_240,
+    # conformer transducer LS-100: 15 blocks x 1.59 M + subsampling 1.84 M + LSTM prediction
+    # network 1.81 M (5000 x 256 embedding) + joint network 1.77 M (320 x 5000 output) + CTC 1.29 M
+    "asr-transducer-paper": 30_534_288,
     # transformer 512-d: 12 x 3.152 M + subsampling 7.346 M + 6 x 4.204 M + 3 x 2.56 M
     # (exact: 78,091,024)
     "asr-transformer-paper": 78_091_024,
@@ -130,7 +139,8 @@ def _report(name, n, build_s, load_s, run_s, extra=""):
           f"run {run_s:.2f} s {extra}")
 
 
-@pytest.mark.parametrize("name", ["asr-ebranchformer-paper", "asr-transformer-paper",
+@pytest.mark.parametrize("name", ["asr-ebranchformer-paper", "asr-ctc-ebranchformer-paper",
+                                  "asr-branchformer-paper", "asr-transformer-paper",
                                   "slu-conformer-paper"])
 def test_asr_and_slu_cards_load_in_speech2text(name, built, wave, torch_one_thread):
     from espnet2.bin.asr_inference import Speech2Text
@@ -158,6 +168,33 @@ def test_asr_and_slu_cards_load_in_speech2text(name, built, wave, torch_one_thre
     assert 1 <= len(token_int) <= max(1, int(d["maxlenratio"] * enc.shape[1]))
     if name.startswith("slu"):
         assert s2t.asr_model.token_list[2] == "intent_000"
+
+
+def test_transducer_card_loads_in_speech2text(built, wave, torch_one_thread):
+    from espnet2.bin.asr_inference import Speech2Text
+
+    from bench.espnet_layout import ensure_transducer_loss_importable
+    from bench.zoo.exp_dir import resolved_config
+
+    name = "asr-transducer-paper"
+    exp, build_s = built[name]
+    d = load_card(name).decode
+    ensure_transducer_loss_importable()
+    t = time.perf_counter()
+    with resolved_config(exp) as cfg:
+        s2t = Speech2Text(asr_train_config=cfg, asr_model_file=exp / "model.pth",
+                          beam_size=d["beam_size"], lm_weight=0.0, nbest=1,
+                          transducer_conf=d["transducer_conf"])
+    load_s = time.perf_counter() - t
+    model = s2t.asr_model
+    n = sum(p.numel() for p in model.parameters())
+    t = time.perf_counter()
+    text, _, token_int, hyp = s2t(wave)[0]
+    run_s = time.perf_counter() - t
+    _report(name, n, build_s, load_s, run_s, repr(text))
+    assert within(n, PARAMS[name]), (name, n)
+    assert model.use_transducer_decoder and model.joint_network.lin_out.bias[0] == 8.0
+    assert hyp.yseq[0] == 0  # a transducer hypothesis starts with blank
 
 
 def test_st_card_loads_in_st_speech2text(built, wave, torch_one_thread):

@@ -162,6 +162,31 @@ def test_user_exp_dir_and_zip_give_the_cards_hypotheses(smoke, libri, card_run, 
                    [(u["id"], u["tokens"], u["hypothesis"]) for u in expected[v]], (path, v)
 
 
+@pytest.mark.parametrize("card_name,expected", [("asr-ctc-ebranchformer-smoke", "CTC_ONLY_DECODE"),
+                                                ("asr-transducer-smoke", "TRANSDUCER_DECODE")])
+def test_user_model_of_another_family_decodes_as_its_recipe(card_name, expected, in_shared_cache,
+                                                             tmp_path, torch_one_thread):
+    """A recipe's CTC-only model (model_conf.ctc_weight 1.0, no decoder) or transducer loads
+    through --model, decodes as its recipe does (CTC alone, beam 1; ESPnet's default transducer
+    search) and gives ESPnet's own tokens."""
+    from bench.artifacts import ensure_artifact
+    from bench.data.sets import load_eval_set
+    from bench.runtime.load import load_recognizer
+    from bench.zoo import user_model
+
+    card = load_card(card_name)
+    exp = recipe_exp(tmp_path, ensure_artifact(card) / "exp")
+    user = user_model.user_card(exp)
+    assert user.decode == getattr(user_model, expected)
+    art = ensure_artifact(user)
+    decode = {**user.decode, "maxlenratio": -20}  # random weights: a fixed 20-step cap (CTC)
+    ref = load_recognizer(art, decode, "pytorch", "cpu", threads=1)
+    onnx = load_recognizer(art, decode, "onnx", "cpu", threads=1)
+    waves = [u.wave for u in load_eval_set(card)[:2]]
+    want = [ref(w).tokens for w in waves]
+    assert all(want) and [onnx(w).tokens for w in waves] == want
+
+
 def test_cache_key_follows_content_not_path(smoke, tmp_path):
     import torch
 
@@ -221,8 +246,19 @@ def test_checkpoint_choice_errors(tmp_path):
     assert locate(exp / "valid.acc.ave_5best.pth").checkpoint.path.name == "valid.acc.ave_5best.pth"
     cfg = yaml.safe_load((exp / "config.yaml").read_text())
     (exp / "config.yaml").write_text(yaml.safe_dump(dict(cfg, decoder=None)))
-    with pytest.raises(CardError, match=r"config.yaml: no decoder \(a CTC-only model\) is not supported"):
+    with pytest.raises(CardError, match=r"config.yaml: no decoder, but model_conf.ctc_weight is unset: "
+                                        r"ESPnet builds a model without a decoder only when ctc_weight is 1.0"):
         locate(exp / "valid.acc.ave_5best.pth")
+    (exp / "config.yaml").write_text(yaml.safe_dump(dict(cfg, decoder="rnnt_whatever")))
+    with pytest.raises(CardError, match=r"config.yaml: decoder 'rnnt_whatever' is not supported"):
+        locate(exp / "valid.acc.ave_5best.pth")
+    (exp / "config.yaml").write_text(yaml.safe_dump(dict(cfg, decoder="transducer",
+                                                         decoder_conf={"rnn_type": "gru"})))
+    with pytest.raises(CardError, match=r"config.yaml: decoder_conf.rnn_type 'gru' is not supported"):
+        locate(exp / "valid.acc.ave_5best.pth")
+    # a CTC-only model is taken, and decoded with CTC alone
+    (exp / "config.yaml").write_text(yaml.safe_dump(dict(cfg, decoder=None, model_conf={"ctc_weight": 1.0})))
+    assert locate(exp / "valid.acc.ave_5best.pth").ctc_only()
 
 
 # -- bad input: a clear message naming the file (and line); the case is `error` ----------------

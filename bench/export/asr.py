@@ -10,6 +10,11 @@ decoder.onnx : one decoder step with its self-attention cache, as ESPnet's forwa
 cross_kv.onnx, decoder_kv.onnx : the same step with keys and values cached (export/kv_decoder.py),
                for the optimised variants; absent when the decoder is of a kind it does not handle
 
+A CTC-only model (ESPnet sets no decoder when model_conf.ctc_weight is 1) gives encoder.onnx
+alone; its search is CTC prefix scoring over the whole vocabulary, as ESPnet's. A transducer
+model gives encoder.onnx with its prediction network and joint network as step graphs
+(export/transducer.py).
+
 The TorchScript exporter (dynamo=False) is used on purpose: on this stack it took ~4 s
 where the dynamo exporter took ~37 s, both matching PyTorch to 3e-6 (DESIGN.md).
 """
@@ -24,6 +29,7 @@ import torch
 
 from bench.export.kv_decoder import UnsupportedDecoder, export_kv_decoder
 from bench.export.rewrites import linear_pad_masks, rewrite_for_export
+from bench.export.transducer import TRANSDUCER_GRAPHS, export_transducer_steps
 
 EXPORTER_VERSION = "asr-5"  # 3: padding masks linear in the length; 4: key/value-cached decoder;
 # 5: encoder checked against the ESPnet model at export (export.json: encoder_check)
@@ -128,8 +134,12 @@ def export_asr(model, out_dir: Path, opset: int = OPSET) -> dict:
     model = copy.deepcopy(model).eval()
     rewrites = rewrite_for_export(model)
     enc_graph = EncoderGraph(model).eval()
-    dec_graph = DecoderStepGraph(model.decoder).eval()
-    n_layers = len(model.decoder.decoders)
+    transducer = getattr(model, "use_transducer_decoder", False)
+    has_decoder = model.decoder is not None and not transducer
+    if not has_decoder and not transducer and enc_graph.ctc is None:
+        raise ValueError("the model has neither a decoder nor a CTC over its output tokens: "
+                         "nothing to decode with")
+    n_layers = len(model.decoder.decoders) if has_decoder else 0
     d_model = model.encoder.output_size()
 
     gen = torch.Generator().manual_seed(0)  # same trace inputs, same graphs, every build
@@ -144,21 +154,17 @@ def export_asr(model, out_dir: Path, opset: int = OPSET) -> dict:
             opset_version=opset, input_names=["speech"], output_names=outputs,
             dynamic_axes={"speech": {1: "samples"}, **{o: {1: "frames"} for o in outputs}},
         )
-        beams, length = 3, 4
-        ys = torch.randint(1, model.vocab_size - 1, (beams, length), generator=gen)
-        cache = torch.randn(n_layers, beams, length - 1, d_model, generator=gen)
-        memory = enc.expand(beams, -1, -1).contiguous()
-        torch.onnx.export(
-            dec_graph, (ys, cache, memory), str(out_dir / "decoder.onnx"), dynamo=False,
-            opset_version=opset, input_names=["ys", "cache", "memory"],
-            output_names=["logp", "new_cache"],
-            dynamic_axes={"ys": {0: "beams", 1: "length"},
-                          "cache": {1: "beams", 2: "cached"},
-                          "memory": {0: "beams", 1: "frames"},
-                          "logp": {0: "beams"}, "new_cache": {1: "beams", 2: "length"}},
-        )
+        if has_decoder:
+            export_decoder_step(model.decoder, model.vocab_size, enc, out_dir, opset, gen)
+        if transducer:
+            transducer_meta = export_transducer_steps(model.decoder, model.joint_network,
+                                                      enc, out_dir, opset)
     encoder_check = check_encoder_parity(reference, out_dir / "encoder.onnx")
     try:
+        if transducer:
+            raise UnsupportedDecoder("a transducer: prediction and joint networks, no attention")
+        if not has_decoder:
+            raise UnsupportedDecoder("no decoder (a CTC-only model)")
         kv = export_kv_decoder(model.decoder, enc, out_dir, opset, gen)
     except UnsupportedDecoder as e:  # the optimised variants then keep the plain step
         kv = {"unsupported": str(e)}
@@ -166,12 +172,36 @@ def export_asr(model, out_dir: Path, opset: int = OPSET) -> dict:
         "exporter": EXPORTER_VERSION, "opset": opset, "torch": torch.__version__,
         "module_rewrites": rewrites, "n_layers": n_layers, "d_model": d_model,
         "vocab_size": model.vocab_size, "sos": model.sos, "eos": model.eos, "has_ctc": has_ctc,
-        "graphs": ["encoder.onnx", "decoder.onnx"], "kv_decoder": kv,
+        "has_decoder": has_decoder,
+        "graphs": ["encoder.onnx"] + (["decoder.onnx"] if has_decoder else [])
+        + (list(TRANSDUCER_GRAPHS) if transducer else []),
+        "kv_decoder": kv,
+        **({"transducer": transducer_meta} if transducer else {}),
         "subsampling_min_samples": min_samples(model, enc_graph),
         "encoder_check": encoder_check,
     }
     (out_dir / "export.json").write_text(json.dumps(meta, indent=2))
     return meta
+
+
+def export_decoder_step(decoder, vocab_size: int, enc: torch.Tensor, out_dir: Path, opset: int,
+                        gen) -> None:
+    """decoder.onnx: one step with the stacked self-attention cache, dynamic in beams,
+    prefix length and frames."""
+    n_layers, d_model = len(decoder.decoders), enc.shape[-1]
+    beams, length = 3, 4
+    ys = torch.randint(1, vocab_size - 1, (beams, length), generator=gen)
+    cache = torch.randn(n_layers, beams, length - 1, d_model, generator=gen)
+    memory = enc.expand(beams, -1, -1).contiguous()
+    torch.onnx.export(
+        DecoderStepGraph(decoder).eval(), (ys, cache, memory), str(out_dir / "decoder.onnx"),
+        dynamo=False, opset_version=opset, input_names=["ys", "cache", "memory"],
+        output_names=["logp", "new_cache"],
+        dynamic_axes={"ys": {0: "beams", 1: "length"},
+                      "cache": {1: "beams", 2: "cached"},
+                      "memory": {0: "beams", 1: "frames"},
+                      "logp": {0: "beams"}, "new_cache": {1: "beams", 2: "length"}},
+    )
 
 
 class ExportParityError(RuntimeError):

@@ -1,4 +1,6 @@
-"""Speech in, tokens out (ASR, SLU, ST): encoder + decoder step graphs, a beam search of ours."""
+"""Speech in, tokens out (ASR, SLU, ST): encoder + decoder step graphs, a beam search of ours
+(joint CTC/attention or CTC alone), or a transducer's prediction and joint step graphs with
+ESPnet's transducer search."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -60,10 +62,12 @@ class SpeechToText(Family):
                                    espnet_task=espnet_task)
         else:
             from bench.runtime.onnx_asr import OnnxSpeech2Text, load_export_meta
+            from bench.runtime.onnx_transducer import OnnxTransducer
 
-            rec = OnnxSpeech2Text(artifact / "variants" / variant.name, artifact / "exp",
-                                  load_export_meta(artifact), decode, threads=threads,
-                                  providers=providers)
+            meta = load_export_meta(artifact)
+            runtime = OnnxTransducer if "transducer" in meta else OnnxSpeech2Text
+            rec = runtime(artifact / "variants" / variant.name, artifact / "exp", meta, decode,
+                          threads=threads, providers=providers)
         if decode.get("segment_seconds"):
             from bench.runtime.long_form import LongForm
 
@@ -74,7 +78,7 @@ class SpeechToText(Family):
         if runtime == "torch":
             return ("torch", _TORCH_INFERENCE.get(espnet_task, _TORCH_INFERENCE["asr"]),
                     "bench.runtime.torch_asr")
-        return ("onnxruntime", "bench.runtime.onnx_asr")
+        return ("onnxruntime", "bench.runtime.onnx_asr", "bench.runtime.onnx_transducer")
 
     def outputs_agreement(self, base, head, waves):
         from bench.metrics.text import agreement_ter

@@ -88,6 +88,29 @@ def _run(session, feeds: dict, path: Path) -> list:
         raise VariantCheckError(f"{path}: fails: {str(e).strip().splitlines()[-1][:200]}") from e
 
 
+def _transducer_steps(graphs: Path, meta: dict, enc: np.ndarray, labels: list[int]) -> list:
+    """A transducer's prediction network over ``labels`` from the zero state, each output
+    through the joint network with the matching encoder frame."""
+    info = meta["transducer"]
+    pred_path, joint_path = graphs / "predictor.onnx", graphs / "joint.onnx"
+    pred, joint = check_session(pred_path), check_session(joint_path)
+    h = c = np.zeros((info["layers"], 1, info["hidden"]), np.float32)
+    out = []
+    for t, label in enumerate(labels):
+        dec_out, h, c = _run(pred, {"label": np.array([[label]], np.int64), "h": h, "c": c}, pred_path)
+        out += [dec_out, _run(joint, {"enc_t": enc[0, t % enc.shape[1]][None], "dec_out": dec_out},
+                              joint_path)[0]]
+    return out
+
+
+def _transducer_steps_diff(plain: Path, variant: Path, meta: dict, enc: np.ndarray, atol) -> float:
+    labels = [0] + np.random.default_rng(1).integers(1, meta["transducer"]["vocab_size"], 4).tolist()
+    worst, _ = compare_outputs(f"{variant / 'predictor.onnx'} + joint.onnx",
+                               _transducer_steps(variant, meta, enc, labels),
+                               _transducer_steps(plain, meta, enc, labels), atol)
+    return worst
+
+
 def check_variant(plain: Path, variant: Path, meta: dict, atol: float | None) -> dict:
     """Raise VariantCheckError naming the graph and the input length; else the max errors."""
     rng = np.random.default_rng(0)
@@ -103,6 +126,11 @@ def check_variant(plain: Path, variant: Path, meta: dict, atol: float | None) ->
                                     f"{str(e).strip().splitlines()[-1][:200]}") from e
         report[f"encoder_{secs}s"], _ = compare_outputs(f"{variant / 'encoder.onnx'} ({secs} s)",
                                                         got, want, atol)
+        if "transducer" in meta:
+            report[f"transducer_{secs}s"] = _transducer_steps_diff(plain, variant, meta, want[0], atol)
+            continue
+        if not meta.get("has_decoder", True):  # CTC-only: the encoder graph is the model
+            continue
         ys = rng.integers(1, meta["vocab_size"] - 1, (3, 5)).astype(np.int64)
         report[f"decoder_{secs}s"], _ = compare_outputs(f"{variant / 'decoder.onnx'}",
                                                         _decode_steps(variant, meta, ys, want[0]),

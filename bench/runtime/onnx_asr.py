@@ -1,7 +1,8 @@
 """ASR and ST with ONNX Runtime: encoder graph, then joint CTC/attention beam search in numpy.
 
 ST decodes the same way; its encoder graph usually has no CTC output, and then decoding is
-attention only (ctc_weight 0), as ESPnet's ST inference does without st_ctc.
+attention only (ctc_weight 0), as ESPnet's ST inference does without st_ctc. A CTC-only model
+has no decoder graph, and decoding is CTC alone (ctc_weight 1), as ESPnet's with no decoder.
 
 This module never imports torch: the process that measures an ONNX variant's memory
 must hold only what a deployment would.
@@ -61,9 +62,11 @@ class OnnxSpeech2Text:
         providers = providers or ["CPUExecutionProvider"]
         self.encoder_path = Path(graphs_dir) / "encoder.onnx"
         self.encoder = load_session(self.encoder_path, threads, providers)
-        self.decoder = load_session(Path(graphs_dir) / "decoder.onnx", threads, providers)
+        self.decoder = load_session(Path(graphs_dir) / "decoder.onnx", threads, providers) \
+            if export_meta.get("has_decoder", True) else None
         # a key/value-cached decoder step (export/kv_decoder.py) comes with its cross_kv graph
-        self.cached = "cross_k_0" in {i.name for i in self.decoder.get_inputs()}
+        self.cached = self.decoder is not None and \
+            "cross_k_0" in {i.name for i in self.decoder.get_inputs()}
         self.cross_kv = load_session(Path(graphs_dir) / "cross_kv.onnx", threads, providers) \
             if self.cached else None
         self.meta = export_meta
@@ -74,6 +77,9 @@ class OnnxSpeech2Text:
         if not export_meta.get("has_ctc", True) and self.cfg.ctc_weight != 0:
             raise ValueError(f"decode.ctc_weight is {self.cfg.ctc_weight}, but this model has no CTC "
                              f"over its output tokens (an ST model without st_ctc): set it to 0")
+        if self.decoder is None and self.cfg.ctc_weight != 1:
+            raise ValueError(f"decode.ctc_weight is {self.cfg.ctc_weight}, but this model is CTC-only "
+                             f"(no decoder): set it to 1.0, as the recipe's decode_ctc config does")
         self.converter = TokenConverter(exp_dir)
         self.min_samples = export_meta.get("subsampling_min_samples", 0)
         # On CUDA the cross-attention keys and values stay on the GPU for every step of an
@@ -83,7 +89,9 @@ class OnnxSpeech2Text:
     @property
     def sessions(self) -> dict:
         """{graph file: session}, as bench.optimize.calibration records them."""
-        graphs = {"encoder.onnx": self.encoder, "decoder.onnx": self.decoder}
+        graphs = {"encoder.onnx": self.encoder}
+        if self.decoder is not None:
+            graphs["decoder.onnx"] = self.decoder
         return {**graphs, "cross_kv.onnx": self.cross_kv} if self.cross_kv else graphs
 
     def _step(self, ys, cache, memory):

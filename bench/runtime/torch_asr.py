@@ -16,9 +16,11 @@ class TorchSpeech2Text:
                  espnet_task: str = "asr"):
         import torch
 
-        from bench.espnet_layout import exact_search_options, nets_package
+        from bench.espnet_layout import (ensure_transducer_loss_importable, exact_search_options,
+                                         nets_package)
         from bench.zoo.exp_dir import resolved_config
 
+        ensure_transducer_loss_importable()  # ESPnet builds a transducer's training loss too
         torch.set_num_threads(threads)
         # ESPnet warns on every utterance that hits the fixed length cap the card asked for.
         for search in ("beam_search", "batch_beam_search"):
@@ -42,8 +44,9 @@ class TorchSpeech2Text:
                 from espnet2.bin.asr_inference import Speech2Text
 
                 # the search the ONNX runtime implements, whatever this ESPnet's default
+                extra = {"transducer_conf": decode["transducer_conf"]} if decode.get("transducer_conf") else {}
                 self.s2t = Speech2Text(asr_train_config=cfg, asr_model_file=exp_dir / "model.pth",
-                                       **common, **exact_search_options(Speech2Text))
+                                       **common, **exact_search_options(Speech2Text), **extra)
         self.device = device
         model = getattr(self.s2t, "st_model", None) or self.s2t.asr_model
         model.encoder.register_forward_hook(self._check_encoder_output)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from bench.zoo.build_tasks import set_parameters
 from bench.zoo.cards import Card, card_file
 from bench.zoo.exp_dir import (asr_task, default_args, load_weights, namespace, parse_weights,
                                resolved_config, write_stats)
@@ -37,5 +38,7 @@ def build_asr_exp_dir(card: Card, exp_dir: Path) -> Path:
         model = asr_task().build_model(namespace(cfg))
     if kind == "file":
         load_weights(model, card_file(card, arg), card.path)
+    else:
+        set_parameters(card, model)
     torch.save(model.state_dict(), exp_dir / "model.pth")
     return exp_dir

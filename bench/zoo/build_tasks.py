@@ -38,6 +38,9 @@ def espnet_task_name(card: Card) -> str:
 def task_class(name: str):
     """ESPnet's task class by its name in ESPNET_TASKS."""
     # the task modules pull in much of ESPnet: import only the one needed, when needed
+    from bench.espnet_layout import ensure_transducer_loss_importable
+
+    ensure_transducer_loss_importable()  # a transducer model constructs its training loss
     module, cls = ESPNET_TASKS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
@@ -74,7 +77,7 @@ def build_task_exp_dir(card: Card, exp_dir: Path) -> Path:
         model = task.build_model(namespace(cfg))
     if kind == "file":
         load_weights(model, card_file(card, arg), card.path)
-    _set_parameters(card, model)
+    set_parameters(card, model)
     torch.save(model.state_dict(), exp_dir / "model.pth")
     if card.model.get("vocoder"):
         from bench.zoo.build_tts import build_vocoder
@@ -83,20 +86,30 @@ def build_task_exp_dir(card: Card, exp_dir: Path) -> Path:
     return exp_dir
 
 
-def _set_parameters(card: Card, model) -> None:
+def set_parameters(card: Card, model) -> None:
     """Fill named parameters with the values the card gives (model.set_parameters), after the
     seeded initialisation: e.g. a FastSpeech2 duration predictor that random weights would
-    make predict a frame or two for a whole sentence."""
+    make predict a frame or two for a whole sentence. ``name[i]`` sets one element of a
+    vector (a transducer's blank logit bias)."""
+    import re
+
     import torch
 
     wanted = card.model.get("set_parameters") or {}
     params = dict(model.named_parameters())
-    for name, value in wanted.items():
+    for key, value in wanted.items():
+        name, index = re.fullmatch(r"(.+?)(?:\[(\d+)\])?", str(key)).groups()
         if name not in params:
             raise CardError(f"{card.path}: model.set_parameters names {name!r}, which the model "
                             f"does not have")
         with torch.no_grad():
-            params[name].fill_(float(value))
+            if index is None:
+                params[name].fill_(float(value))
+            elif params[name].dim() != 1 or int(index) >= params[name].shape[0]:
+                raise CardError(f"{card.path}: model.set_parameters {key!r}: {name} has shape "
+                                f"{tuple(params[name].shape)}, not a vector with that element")
+            else:
+                params[name][int(index)] = float(value)
 
 
 def _write_stats(card: Card, exp_dir: Path, args: dict) -> dict:

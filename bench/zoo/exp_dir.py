@@ -25,6 +25,10 @@ def asr_task():
     # ESPnet's task module pulls in much of ESPnet; import it only where a model is built.
     from espnet2.tasks.asr import ASRTask
 
+    from bench.espnet_layout import ensure_transducer_loss_importable
+
+    ensure_transducer_loss_importable()  # a transducer model constructs its training loss
+
     return ASRTask
 
 

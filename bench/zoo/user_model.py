@@ -47,6 +47,13 @@ CHECKPOINT_ORDER = ("model.pth", "valid.acc.ave.pth", "valid.acc.ave_*.pth", "va
                     "valid.loss.ave.pth", "valid.loss.ave_*.pth", "valid.loss.best.pth")
 NOT_A_MODEL = ("checkpoint.pth",)  # ESPnet's resumable training state (optimizer and all)
 EXPORTABLE_DECODERS = ("transformer",)  # what bench.export.asr's one-step decoder graph handles
+# A CTC-only model (no decoder) decodes with CTC alone and beam 1, as ESPnet's CTC-only
+# LibriSpeech-100 recipe does (decode_ctc_bs1.yaml): CTC then scores every token of the
+# vocabulary at each step, for each hypothesis
+CTC_ONLY_DECODE = {**DEFAULT_DECODE, "ctc_weight": 1.0, "beam_size": 1}
+# A transducer decodes with ESPnet's default transducer search, as its LibriSpeech recipes do
+# (decode_transducer.yaml: beam 10, search_type default, score_norm true)
+TRANSDUCER_DECODE = {**DEFAULT_DECODE, "transducer_conf": {"search_type": "default", "score_norm": True}}
 
 
 # a trained model's agreement with PyTorch on real speech is reported beside the eval set's
@@ -93,6 +100,9 @@ class Located:
     tokens: list[str]
     files: dict[str, Ref] = field(default_factory=dict)  # 'bpemodel', 'stats_file'
 
+    def ctc_only(self) -> bool:
+        return is_ctc_only(self.config)
+
     def sample_rate(self) -> int:
         from bench.data.sets import SAMPLE_RATE, parse_rate
 
@@ -132,15 +142,18 @@ def user_card(path: str | os.PathLike, decode: dict | None = None) -> UserCard:
     its cases then report the precise error (as `error`), and the other cases run."""
     p = Path(path).expanduser().resolve()
     model = {"weights": WEIGHTS_PREFIX + str(p), "sha256": None, "fs": None}
+    default = DEFAULT_DECODE
     try:
         loc = locate(p)
         model.update(sha256=loc.digest(), fs=loc.sample_rate())
+        default = CTC_ONLY_DECODE if loc.ctc_only() else \
+            TRANSDUCER_DECODE if loc.config.get("decoder") == "transducer" else DEFAULT_DECODE
     except (ValueError, OSError, zipfile.BadZipFile):  # CardError is a ValueError
         pass  # raised again, with its message, when the case builds the artifact
     name = p.parent.name if p.suffix == ".pth" else p.stem if p.suffix == ".zip" else p.name
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
     return UserCard(name=f"user-{slug}", task=TASK, tier=TIER, model=model,
-                    decode=dict(decode or DEFAULT_DECODE), data={"real_speech": REAL_SPEECH}, source=str(p),
+                    decode=dict(decode or default), data={"real_speech": REAL_SPEECH}, source=str(p),
                     description=f"your model at {p}", path=str(p))
 
 
@@ -341,10 +354,32 @@ def _check_exportable(cfg: dict, cfg_ref: Ref) -> None:
         if cfg.get(key) not in (None, "none"):
             raise CardError(f"{cfg_ref}: {key} {cfg[key]!r} is not supported by the exporter")
     decoder = cfg.get("decoder")
+    if is_ctc_only(cfg):
+        return
+    if decoder in (None, "none"):
+        weight = (cfg.get("model_conf") or {}).get("ctc_weight", "unset")
+        raise CardError(f"{cfg_ref}: no decoder, but model_conf.ctc_weight is {weight}: ESPnet builds a "
+                        "model without a decoder only when ctc_weight is 1.0 (CTC-only)")
+    if decoder == "transducer":
+        rnn = (cfg.get("decoder_conf") or {}).get("rnn_type", "lstm")
+        if rnn != "lstm":
+            raise CardError(f"{cfg_ref}: decoder_conf.rnn_type {rnn!r} is not supported: the "
+                            "transducer exporter handles an LSTM prediction network")
+        return
     if decoder not in EXPORTABLE_DECODERS:
-        what = "no decoder (a CTC-only model)" if decoder in (None, "none") else f"decoder {decoder!r}"
-        raise CardError(f"{cfg_ref}: {what} is not supported: the exporter and the ONNX beam "
-                        f"search handle joint CTC/attention models with a {' or '.join(EXPORTABLE_DECODERS)} decoder")
+        raise CardError(f"{cfg_ref}: decoder {decoder!r} is not supported: the exporter and the ONNX "
+                        f"search handle CTC-only models, transducers (LSTM prediction network) and "
+                        f"joint CTC/attention models with a {' or '.join(EXPORTABLE_DECODERS)} decoder")
+
+
+def is_ctc_only(cfg: dict) -> bool:
+    """ESPnet's ASR model drops an attention decoder when model_conf.ctc_weight is 1.0."""
+    if cfg.get("decoder") == "transducer":
+        return False
+    try:
+        return float((cfg.get("model_conf") or {}).get("ctc_weight", 0.5)) == 1.0
+    except (TypeError, ValueError):
+        return False
 
 
 # -- copying the model into the harness's exp layout --------------------------------------------

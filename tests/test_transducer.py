@@ -1,0 +1,122 @@
+"""The transducer family: bench.runtime.transducer_search gives ESPnet's BeamSearchTransducer
+hypothesis (labels and score) on the same encoder output, greedy and the default search; and the
+family's export (encoder, prediction and joint step graphs) decodes like Speech2Text.
+
+The model is the transducer smoke card's (seeded random weights, its blank logit biased to
+emit about as a trained model does), with that bias moved up or down in some cases, so the
+searches run through frames that end at once and frames that expand labels.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("espnet2")
+
+from bench.runtime.transducer_search import transducer_search  # noqa: E402
+from bench.zoo.cards import load_card  # noqa: E402
+
+CARD = "asr-transducer-smoke"
+
+
+@pytest.fixture(scope="module")
+def exp_dir(tmp_path_factory):
+    from bench.zoo.build import build_exp_dir
+
+    return build_exp_dir(load_card(CARD), tmp_path_factory.mktemp("transducer") / "exp")
+
+
+@functools.lru_cache(maxsize=None)
+def _model(exp_dir, blank_bias: float):
+    from bench.zoo.build import load_model
+
+    model = load_model(exp_dir)
+    with torch.no_grad():
+        model.joint_network.lin_out.bias[0] += blank_bias
+    return model
+
+
+def _espnet_search(model, beam: int, score_norm: bool):
+    from espnet2.asr.transducer.beam_search_transducer import BeamSearchTransducer
+
+    return BeamSearchTransducer(decoder=model.decoder, joint_network=model.joint_network,
+                                beam_size=beam, search_type="default", score_norm=score_norm)
+
+
+def _numpy_steps(model):
+    """predict / joint over the torch modules, numpy in and out, as the ONNX graphs are fed."""
+    def predict(yseq, state):
+        h, c = (torch.from_numpy(s) for s in state)
+        with torch.no_grad():
+            out, (h2, c2) = model.decoder.rnn_forward(
+                model.decoder.embed(torch.tensor([[yseq[-1]]])), (h, c))
+        return out[0, 0].numpy(), (h2.numpy(), c2.numpy())
+
+    def joint(enc_t, dec_out):
+        with torch.no_grad():
+            return torch.log_softmax(model.joint_network(torch.from_numpy(enc_t),
+                                                         torch.from_numpy(dec_out)), dim=-1).numpy()
+    return predict, joint
+
+
+def _encode(model, seconds: float, seed: int = 0):
+    wav = (np.random.default_rng(seed).standard_normal(int(16000 * seconds)) * 0.1).astype(np.float32)
+    with torch.no_grad():
+        enc, _ = model.encode(torch.from_numpy(wav)[None], torch.tensor([wav.shape[0]]))
+    return enc[0]
+
+
+CASES = {  # name: (added to the card's blank logit bias of 1, seconds, beam, score_norm)
+    "greedy-fewer-blanks-3s": (-0.5, 3.0, 1, True),
+    "greedy-fewer-blanks": (-1.0, 2.0, 1, True),  # a label almost every frame
+    "beam4-card": (0.0, 1.0, 4, True),
+    "beam4-card-3s": (0.0, 3.0, 4, True),
+    "beam10-more-blanks": (2.0, 3.0, 10, True),
+    "beam4-no-norm": (0.0, 3.0, 4, False),
+    # fewer blanks make the default search expand much further each frame (ESPnet's too:
+    # about 4 minutes for 3 s at a bias of -3, 21 s for 1 s at -1), so a short input here
+    "beam10-fewer-blanks": (-0.5, 1.0, 10, True),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_search_matches_espnet(case, exp_dir, torch_one_thread):
+    bias, seconds, beam, norm = CASES[case]
+    model = _model(exp_dir, bias)
+    enc = _encode(model, seconds)
+    with torch.no_grad():
+        ref = _espnet_search(model, beam, norm)(enc)
+    predict, joint = _numpy_steps(model)
+    d = model.decoder
+    zeros = np.zeros((d.dlayers, 1, d.dunits), np.float32)
+    ours = transducer_search(enc.numpy(), predict, joint, (zeros, zeros), beam_size=beam,
+                             vocab_size=d.odim, blank=d.blank_id, score_norm=norm)
+    assert len(ref) == len(ours) == 1
+    assert list(ref[0].yseq) == ours[0].yseq
+    assert len(ours[0].yseq) > 1  # something was emitted
+    np.testing.assert_allclose(ours[0].score, float(ref[0].score), rtol=1e-6, atol=1e-5)
+
+
+def test_other_search_types_are_refused_by_name():
+    with pytest.raises(ValueError, match="search_type 'maes' is not implemented"):
+        transducer_search(np.zeros((2, 4), np.float32), None, None, None, beam_size=4,
+                          vocab_size=10, search_type="maes")
+
+
+def test_set_parameters_names_a_bad_element(tmp_path):
+    """A card's `name[i]` must name an element of a vector the model has."""
+    import dataclasses
+
+    from bench.zoo.build import build_exp_dir
+    from bench.zoo.cards import CardError
+
+    card = load_card(CARD)
+    for key, message in (("joint_network.lin_out.bias[999]", r"has shape \(31,\), not a vector with that element"),
+                         ("joint_network.lin_out.weight[0]", r"has shape \(31, 80\)"),
+                         ("joint_network.nothing[0]", r"names 'joint_network.nothing', which the model")):
+        bad = dataclasses.replace(card, model={**card.model, "set_parameters": {key: 1.0}})
+        with pytest.raises(CardError, match=message):
+            build_exp_dir(bad, tmp_path / key)
