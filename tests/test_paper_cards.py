@@ -170,29 +170,37 @@ def test_asr_and_slu_cards_load_in_speech2text(name, built, wave, torch_one_thre
         assert s2t.asr_model.token_list[2] == "intent_000"
 
 
+def _load_and_run(name, built, wave, load):
+    """``load(config, model file)`` -> an ESPnet inference object, timed, run on ``wave``,
+    its parameters checked against PARAMS; -> (the object, its first result)."""
+    from bench.zoo.exp_dir import resolved_config
+
+    exp, build_s = built[name]
+    t = time.perf_counter()
+    with resolved_config(exp) as cfg:
+        s2t = load(cfg, exp / "model.pth")
+    load_s = time.perf_counter() - t
+    model = getattr(s2t, "st_model", None) or s2t.asr_model
+    n = sum(p.numel() for p in model.parameters())
+    t = time.perf_counter()
+    result = s2t(wave)[0]
+    _report(name, n, build_s, load_s, time.perf_counter() - t, repr(result[0]))
+    assert within(n, PARAMS[name]), (name, n)
+    return s2t, result
+
+
 def test_transducer_card_loads_in_speech2text(built, wave, torch_one_thread):
     from espnet2.bin.asr_inference import Speech2Text
 
     from bench.espnet_layout import ensure_transducer_loss_importable
-    from bench.zoo.exp_dir import resolved_config
 
     name = "asr-transducer-paper"
-    exp, build_s = built[name]
     d = load_card(name).decode
     ensure_transducer_loss_importable()
-    t = time.perf_counter()
-    with resolved_config(exp) as cfg:
-        s2t = Speech2Text(asr_train_config=cfg, asr_model_file=exp / "model.pth",
-                          beam_size=d["beam_size"], lm_weight=0.0, nbest=1,
-                          transducer_conf=d["transducer_conf"])
-    load_s = time.perf_counter() - t
+    s2t, (text, _, token_int, hyp) = _load_and_run(name, built, wave, lambda cfg, pth: Speech2Text(
+        asr_train_config=cfg, asr_model_file=pth, beam_size=d["beam_size"], lm_weight=0.0, nbest=1,
+        transducer_conf=d["transducer_conf"]))
     model = s2t.asr_model
-    n = sum(p.numel() for p in model.parameters())
-    t = time.perf_counter()
-    text, _, token_int, hyp = s2t(wave)[0]
-    run_s = time.perf_counter() - t
-    _report(name, n, build_s, load_s, run_s, repr(text))
-    assert within(n, PARAMS[name]), (name, n)
     assert model.use_transducer_decoder and model.joint_network.lin_out.bias[0] == 8.0
     assert hyp.yseq[0] == 0  # a transducer hypothesis starts with blank
 
@@ -200,26 +208,15 @@ def test_transducer_card_loads_in_speech2text(built, wave, torch_one_thread):
 def test_st_card_loads_in_st_speech2text(built, wave, torch_one_thread):
     from espnet2.bin.st_inference import Speech2Text
 
-    from bench.zoo.exp_dir import resolved_config
-
     name = "st-conformer-paper"
-    exp, build_s = built[name]
+    exp, _ = built[name]
     assert {"config.yaml", "model.pth", "tokens.txt", "src_tokens.txt", "feats_stats.npz"} <= \
         {p.name for p in exp.iterdir()}
     d = load_card(name).decode
-    t = time.perf_counter()
-    with resolved_config(exp) as cfg:
-        s2t = Speech2Text(st_train_config=cfg, st_model_file=exp / "model.pth",
-                          beam_size=d["beam_size"], ctc_weight=d["ctc_weight"], lm_weight=0.0,
-                          penalty=d["penalty"], maxlenratio=d["maxlenratio"], nbest=1)
-    load_s = time.perf_counter() - t
+    s2t, (text, _, token_int, _) = _load_and_run(name, built, wave, lambda cfg, pth: Speech2Text(
+        st_train_config=cfg, st_model_file=pth, beam_size=d["beam_size"], ctc_weight=d["ctc_weight"],
+        lm_weight=0.0, penalty=d["penalty"], maxlenratio=d["maxlenratio"], nbest=1))
     model = s2t.st_model
-    n = sum(p.numel() for p in model.parameters())
-    t = time.perf_counter()
-    text, _, token_int, _ = s2t(wave)[0]
-    run_s = time.perf_counter() - t
-    _report(name, n, build_s, load_s, run_s, repr(text))
-    assert within(n, PARAMS[name]), (name, n)
     assert len(model.token_list) == 4000 and len(model.src_token_list) == 4000
     assert model.extra_asr_decoder is not None and model.ctc is not None
     with torch.no_grad():
