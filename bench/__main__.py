@@ -22,6 +22,9 @@ def cmd_run(a) -> int:
             "-q", "-rfEs", "--bench-tier", a.tier, "--bench-device", a.device]
     # pytest runs in the repository: paths the user gave are made absolute here, where they meant them
     a.out, a.model, a.data = (str(Path(p).resolve()) if p else None for p in (a.out, a.model, a.data))
+    if a.card:  # card files (*.yaml) by path, built-in cards by name
+        a.card = ",".join(str(Path(c.strip()).resolve()) if c.strip().endswith((".yaml", ".yml"))
+                          else c.strip() for c in a.card.split(","))
     for opt, val in (("--bench-card", a.card), ("--bench-variant", a.variant),
                      ("--bench-threads", a.threads), ("--bench-out", a.out), ("--bench-server", a.server),
                      ("--bench-model", a.model), ("--bench-data", a.data)):
@@ -70,6 +73,43 @@ def cmd_study(a) -> int:
     if getattr(run, "results_written", None):
         print()
         print(study.table([load_results(run.results_written)]))
+    return code
+
+
+def cmd_recipes(a) -> int:
+    """Cards from a folder of recipe configs, run quickly, then the coverage table (printed and
+    written beside the results)."""
+    from bench.recipes import coverage_table, discover, write_cards
+    from bench.results import load_results
+
+    root = Path(a.folder).resolve()
+    try:
+        recipes = discover(root)
+    except ValueError as e:
+        print(f"bench recipes: {e}", file=sys.stderr)
+        return 2
+    out = Path(a.out or reports_dir() / "recipes").resolve()
+    code, doc = 0, None
+    if a.results:  # the table of an earlier run of these configs
+        try:
+            doc = load_results(Path(a.results))
+        except (ValueError, OSError) as e:  # ResultsError names the file and the field
+            print(f"bench recipes: --results: {e}", file=sys.stderr)
+            return 2
+    elif (paths := write_cards(recipes, out / "cards")) and not a.plan:
+        run = argparse.Namespace(**{**a.run_defaults, "tier": "all", "card": ",".join(map(str, paths)),
+                                    "variant": a.variant, "threads": a.threads, "out": str(out),
+                                    "fast": True})
+        code = cmd_run(run)
+        if getattr(run, "results_written", None):
+            doc = load_results(run.results_written)
+            # a coverage run gates nothing: only a case that could not run sets the exit status
+            code = EXIT_CASE_ERROR if any(c["status"] == "error" for c in doc["cases"]) else 0
+    table = coverage_table(recipes, doc, root)
+    print()
+    print(table)
+    if doc is not None and not a.results:
+        (out / "coverage.md").write_text(table + "\n")
     return code
 
 
@@ -324,6 +364,22 @@ def main(argv=None) -> int:
     sy.add_argument("--out", help=f"reports folder (default {reports_dir()})")
     sy.add_argument("--fast", action="store_true", help="minimum rounds: checks, not figures")
     sy.set_defaults(func=cmd_study, run_defaults=vars(r.parse_args([])))
+
+    rc = sub.add_parser("recipes", help="every training config in a folder of ESPnet recipe configs "
+                        "as a card (recipe sizes, random weights), run quickly: a coverage table")
+    rc.add_argument("folder", help="a folder of ESPnet training and decode configs (YAML), "
+                    "e.g. ../shared/espnet-recipes or a recipe's conf/")
+    rc.add_argument("--variant", default="pytorch,onnx,onnx-fused,onnx-int8",
+                    help="variants to run (comma-separated; pytorch is the reference)")
+    rc.add_argument("--threads", type=int, help="intra-op threads (default: usable cores)")
+    rc.add_argument("--out", help=f"where the cards, results and coverage.md go "
+                    f"(default {reports_dir() / 'recipes'})")
+    rc.add_argument("--plan", action="store_true",
+                    help="only write the cards and print each config's family, decode config or "
+                         "reason for refusal; build and run nothing")
+    rc.add_argument("--results", metavar="RESULTS_JSON",
+                    help="print the table of an earlier `bench recipes` run of this folder; run nothing")
+    rc.set_defaults(func=cmd_recipes, run_defaults=vars(r.parse_args([])))
 
     bd = sub.add_parser("breakdown", help="where an ONNX variant's time goes (graphs, CTC "
                         "scoring, top-k, rest) on a card's timed subset: a diagnosis, not a figure")

@@ -7,7 +7,7 @@ from bench.progress import CaseProgress
 from bench.runner import SuiteRun
 from bench.signals import drop_lineless_entries, stop_signals_ignored, terminate_as_interrupt
 from bench.variants import DEFAULT_VARIANTS, VARIANTS
-from bench.zoo.cards import list_cards
+from bench.zoo.cards import CardError, list_cards, load_card
 
 RUN_KEY = pytest.StashKey()
 
@@ -22,13 +22,20 @@ def pytest_generate_tests(metafunc):
     task = metafunc.module.TASK
     opt = metafunc.config.getoption
     names = _split(opt("--bench-card"))
-    if names:  # cards named on the command line run whatever their tier
+    if names:  # cards named on the command line run whatever their tier; a .yaml is a card file
+        files = [n for n in names if n.endswith((".yaml", ".yml"))]
+        names = [n for n in names if n not in files]
         known = {c.name for c in list_cards("all")}
         unknown = [n for n in names if n not in known]
         if unknown:
             raise pytest.UsageError(f"--bench-card: no built-in card named {', '.join(unknown)} "
                                     f"(known: {', '.join(sorted(known))})")
-        cards = [c for c in list_cards("all", task=task) if c.name in names]
+        try:
+            from_files = [load_card(f) for f in files]
+        except CardError as e:
+            raise pytest.UsageError(f"--bench-card: {e}") from None
+        cards = [c for c in list_cards("all", task=task) if c.name in names] + \
+            [c for c in from_files if c.task == task]
     else:
         cards = list_cards(opt("--bench-tier"), task=task)
     if opt("--bench-model"):

@@ -249,3 +249,22 @@ def test_export_does_not_depend_on_the_hash_seed(tmp_path):
         digests.append({str(g.relative_to(cache)): hashlib.sha256(g.read_bytes()).hexdigest()
                         for g in graphs})
     assert digests[0] == digests[1]
+
+
+def test_a_built_model_of_an_unhandled_family_is_refused_by_name():
+    """The exporter's own guard, behind model_family's check of the config."""
+    from types import SimpleNamespace
+
+    from bench.export.asr import _refuse_unsupported
+
+    def named(name, **attrs):
+        return type(name, (), attrs)()
+
+    streaming = SimpleNamespace(encoder=named("ContextualBlockConformerEncoder"), decoder=None)
+    with pytest.raises(ValueError, match=r"encoder ContextualBlockConformerEncoder: a streaming"):
+        _refuse_unsupported(streaming, has_decoder=False)
+    rnn = SimpleNamespace(encoder=named("ConformerEncoder"), decoder=named("RNNDecoder"))
+    with pytest.raises(ValueError, match=r"decoder RNNDecoder: the one-step decoder graph"):
+        _refuse_unsupported(rnn, has_decoder=True)
+    ok = SimpleNamespace(encoder=named("ConformerEncoder"), decoder=named("TransformerDecoder", decoders=[]))
+    _refuse_unsupported(ok, has_decoder=True)

@@ -53,6 +53,10 @@ def test_nightly_workflow_matrix_history_and_merged_report():
     names = [s.get("name", "") for s in bench["steps"]]
     assert names.index(study["name"]) < next(i for i, s in enumerate(bench["steps"])
                                               if "upload-artifact" in s.get("uses", ""))
+    # the recipe coverage table: its own job, its table uploaded
+    recipes = runs(jobs["recipes"])
+    assert "python -m bench recipes ../shared/espnet-recipes --out reports/recipes" in recipes
+    assert any("upload-artifact" in s.get("uses", "") for s in jobs["recipes"]["steps"])
     report = jobs["report"]
     assert report["needs"] == ["bench"] and report["if"] == "always()"
     text = runs(report)

@@ -127,6 +127,18 @@ class DecoderStepGraph(torch.nn.Module):
         return torch.log_softmax(d.output_layer(y), dim=-1), torch.stack(new_cache)
 
 
+def _refuse_unsupported(model, has_decoder: bool) -> None:
+    """A built model of a family the graphs do not reproduce (bench/zoo/model_family.py refuses
+    the same families by config key, before building)."""
+    encoder = type(model.encoder).__name__
+    if encoder.startswith("ContextualBlock"):
+        raise ValueError(f"encoder {encoder}: a streaming (contextual block) encoder, which ESPnet "
+                         "decodes block by block; streaming export is not built yet")
+    if has_decoder and not hasattr(model.decoder, "decoders"):
+        raise ValueError(f"decoder {type(model.decoder).__name__}: the one-step decoder graph "
+                         "handles ESPnet's transformer decoder")
+
+
 def export_asr(model, out_dir: Path, opset: int = OPSET) -> dict:
     """Write encoder.onnx and decoder.onnx; return the metadata the runtime needs."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -139,6 +151,7 @@ def export_asr(model, out_dir: Path, opset: int = OPSET) -> dict:
     if not has_decoder and not transducer and enc_graph.ctc is None:
         raise ValueError("the model has neither a decoder nor a CTC over its output tokens: "
                          "nothing to decode with")
+    _refuse_unsupported(model, has_decoder)
     n_layers = len(model.decoder.decoders) if has_decoder else 0
     d_model = model.encoder.output_size()
 

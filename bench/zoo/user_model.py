@@ -34,6 +34,7 @@ import yaml
 
 from bench.zoo.cards import Card, CardError
 from bench.zoo.exp_dir import asr_task, default_args, namespace, resolved_config
+from bench.zoo.model_family import is_ctc_only, refusal
 
 TASK = "asr"  # the only task a user's model can be so far
 TIER = "user"
@@ -46,7 +47,6 @@ DEFAULT_DECODE = {"beam_size": 10, "ctc_weight": 0.3, "penalty": 0.0, "maxlenrat
 CHECKPOINT_ORDER = ("model.pth", "valid.acc.ave.pth", "valid.acc.ave_*.pth", "valid.acc.best.pth",
                     "valid.loss.ave.pth", "valid.loss.ave_*.pth", "valid.loss.best.pth")
 NOT_A_MODEL = ("checkpoint.pth",)  # ESPnet's resumable training state (optimizer and all)
-EXPORTABLE_DECODERS = ("transformer",)  # what bench.export.asr's one-step decoder graph handles
 # A CTC-only model (no decoder) decodes with CTC alone and beam 1, as ESPnet's CTC-only
 # LibriSpeech-100 recipe does (decode_ctc_bs1.yaml): CTC then scores every token of the
 # vocabulary at each step, for each hypothesis
@@ -345,41 +345,9 @@ def _finish(source: Path, cfg_ref: Ref, ckpt: Ref, find) -> Located:
 
 def _check_exportable(cfg: dict, cfg_ref: Ref) -> None:
     """Refuse, by name, what the exporter does not reproduce, rather than export it wrongly."""
-    if "encoder" not in cfg:
-        raise CardError(f"{cfg_ref}: no 'encoder' field: not an ESPnet ASR training config")
-    if cfg.get("frontend", "default") != "default":
-        raise CardError(f"{cfg_ref}: frontend {cfg.get('frontend')!r} is not supported "
-                        "(the exporter handles ESPnet's default STFT + log-mel frontend)")
-    for key in ("preencoder", "postencoder"):
-        if cfg.get(key) not in (None, "none"):
-            raise CardError(f"{cfg_ref}: {key} {cfg[key]!r} is not supported by the exporter")
-    decoder = cfg.get("decoder")
-    if is_ctc_only(cfg):
-        return
-    if decoder in (None, "none"):
-        weight = (cfg.get("model_conf") or {}).get("ctc_weight", "unset")
-        raise CardError(f"{cfg_ref}: no decoder, but model_conf.ctc_weight is {weight}: ESPnet builds a "
-                        "model without a decoder only when ctc_weight is 1.0 (CTC-only)")
-    if decoder == "transducer":
-        rnn = (cfg.get("decoder_conf") or {}).get("rnn_type", "lstm")
-        if rnn != "lstm":
-            raise CardError(f"{cfg_ref}: decoder_conf.rnn_type {rnn!r} is not supported: the "
-                            "transducer exporter handles an LSTM prediction network")
-        return
-    if decoder not in EXPORTABLE_DECODERS:
-        raise CardError(f"{cfg_ref}: decoder {decoder!r} is not supported: the exporter and the ONNX "
-                        f"search handle CTC-only models, transducers (LSTM prediction network) and "
-                        f"joint CTC/attention models with a {' or '.join(EXPORTABLE_DECODERS)} decoder")
-
-
-def is_ctc_only(cfg: dict) -> bool:
-    """ESPnet's ASR model drops an attention decoder when model_conf.ctc_weight is 1.0."""
-    if cfg.get("decoder") == "transducer":
-        return False
-    try:
-        return float((cfg.get("model_conf") or {}).get("ctc_weight", 0.5)) == 1.0
-    except (TypeError, ValueError):
-        return False
+    reason = refusal(cfg, TASK)
+    if reason:
+        raise CardError(f"{cfg_ref}: {reason}")
 
 
 # -- copying the model into the harness's exp layout --------------------------------------------

@@ -1,0 +1,93 @@
+"""Which model families the harness exports and decodes, read from an ESPnet training config.
+
+The one place a family is named or refused by its config key, before anything is built: a
+user's `--model` (bench/zoo/user_model.py) and `bench recipes` (bench/recipes.py) both ask here.
+Adding a family is adding its name to the tuples below, once its exporter and runtime exist.
+"""
+from __future__ import annotations
+
+# encoders whose full-utterance forward the encoder graph (bench/export/asr.py) reproduces
+ENCODERS = ("conformer", "transformer", "e_branchformer", "branchformer")
+# block-processing encoders that ESPnet decodes block by block (Speech2TextStreaming)
+STREAMING_ENCODERS = ("contextual_block_transformer", "contextual_block_conformer")
+ATTENTION_DECODERS = ("transformer",)  # what the one-step decoder graph handles
+TRANSDUCER_RNNS = ("lstm",)
+TTS_MODELS = ("fastspeech2", "vits")  # bench/export/tts.py
+GAN_TTS = ("vits", "jets", "joint_text2wav")  # built by ESPnet's GANTTSTask
+AUTOREGRESSIVE_TTS = ("tacotron2", "transformer")
+
+
+def is_ctc_only(cfg: dict) -> bool:
+    """ESPnet's ASR model drops an attention decoder when model_conf.ctc_weight is 1.0."""
+    if cfg.get("decoder") == "transducer":
+        return False
+    try:
+        return float((cfg.get("model_conf") or {}).get("ctc_weight", 0.5)) == 1.0
+    except (TypeError, ValueError):
+        return False
+
+
+def describe(cfg: dict, task: str) -> str:
+    """A short name of the family, e.g. 'conformer + transformer decoder', 'CTC-only e_branchformer'."""
+    if task == "tts":
+        return f"TTS {cfg.get('tts', '?')}"
+    enc = cfg.get("encoder", "?")
+    if enc in STREAMING_ENCODERS:
+        enc += " (streaming)"
+    if cfg.get("decoder") == "transducer":
+        return f"{enc} transducer"
+    if is_ctc_only(cfg) or cfg.get("decoder") in (None, "none"):
+        return f"CTC-only {enc}"
+    return f"{enc} + {cfg.get('decoder')} decoder"
+
+
+def refusal(cfg: dict, task: str) -> str | None:
+    """Why the harness cannot export and decode this model faithfully (naming the config key),
+    or None when it can."""
+    if task == "tts":
+        return _tts_refusal(cfg)
+    if "encoder" not in cfg:
+        return "no 'encoder' field: not an ESPnet speech-to-text training config"
+    if cfg.get("frontend", "default") != "default":
+        return (f"frontend {cfg.get('frontend')!r} is not supported (the exporter handles ESPnet's "
+                "default STFT + log-mel frontend)")
+    for key in ("preencoder", "postencoder"):
+        if cfg.get(key) not in (None, "none"):
+            return f"{key} {cfg[key]!r} is not supported by the exporter"
+    encoder = cfg.get("encoder")
+    if encoder in STREAMING_ENCODERS:
+        return (f"encoder {encoder!r} is a streaming (contextual block) encoder, which ESPnet decodes "
+                "block by block (Speech2TextStreaming); streaming export is not built yet")
+    if encoder not in ENCODERS:
+        return f"encoder {encoder!r} is not supported: the exporter handles {', '.join(ENCODERS)}"
+    decoder = cfg.get("decoder")
+    if task == "asr" and is_ctc_only(cfg):
+        return None
+    if decoder in (None, "none"):
+        weight = (cfg.get("model_conf") or {}).get("ctc_weight", "unset")
+        return (f"no decoder, but model_conf.ctc_weight is {weight}: ESPnet builds a model without a "
+                "decoder only when ctc_weight is 1.0 (CTC-only)")
+    if decoder == "transducer":
+        if task != "asr":
+            return f"decoder 'transducer' is supported for ASR only, not {task}"
+        rnn = (cfg.get("decoder_conf") or {}).get("rnn_type", "lstm")
+        if rnn not in TRANSDUCER_RNNS:
+            return (f"decoder_conf.rnn_type {rnn!r} is not supported: the transducer exporter "
+                    "handles an LSTM prediction network")
+        return None
+    if decoder not in ATTENTION_DECODERS:
+        return (f"decoder {decoder!r} is not supported: the exporter and the ONNX search handle "
+                "CTC-only models, transducers (LSTM prediction network) and joint CTC/attention "
+                f"models with a {' or '.join(ATTENTION_DECODERS)} decoder")
+    return None
+
+
+def _tts_refusal(cfg: dict) -> str | None:
+    model = cfg.get("tts")
+    if model is None:
+        return "no 'tts' field: not an ESPnet TTS training config"
+    if model in TTS_MODELS:
+        return None
+    kind = "an autoregressive model (stop token)" if model in AUTOREGRESSIVE_TTS else "a model"
+    return (f"tts {model!r} is {kind} with no ONNX exporter yet: the exporter handles "
+            f"{', '.join(TTS_MODELS)}")
