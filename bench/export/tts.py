@@ -15,6 +15,33 @@ VITS -> one graph (the generator is one model; the flow and decoder are insepara
   The card bypasses the stochastic duration predictor with fixed durations (`token_frames`),
   so the durations are an input; the flow's noise is an input too, so PyTorch and every
   ONNX variant synthesise from the very same draw (T_feats is the noise's length).
+JETS -> one graph (one generator: variance adaptor, Gaussian upsampling, decoder, HiFiGAN):
+  jets.onnx     : text (1, T_text) int64 (no eos: JETS appends none)
+                  -> wave (1, T_feats x hop) float32, durations (1, T_text) int64
+  Nothing is sampled: the durations are the duration predictor's rounded output, as ESPnet's.
+joint_text2wav (FastSpeech2 + HiFiGAN trained together) -> the FastSpeech2 pair of graphs:
+  acoustic.onnx : text (eos included), alpha -> mel (the text2mel's own, *normalised* output:
+                  what the jointly trained vocoder takes), durations
+  vocoder.onnx  : mel -> wave, as above. Both halves come from the one JointText2Wav model.
+
+Tacotron 2 (autoregressive, stop token) + HiFiGAN -> four graphs; the decode loop is numpy
+(bench/runtime/onnx_tts.py: ESPnet's Decoder.inference with threshold, minlenratio,
+maxlenratio and the attention constraint):
+  encoder.onnx  : text (1, T_text) int64 (eos included)
+                  -> enc (1, T_text, eunits), enc_proj (1, T_text, adim) (the attention's
+                     mlp_enc, computed once as AttLoc does)
+  decoder.onnx  : one decoder step, its state explicit: enc, enc_proj, z (dlayers, 1, dunits),
+                  c (dlayers, 1, dunits) (the zoneout LSTM cells' states), prev_out (1, odim)
+                  (the previous step's last frame), att_prev (1, T_text) (the initial uniform
+                  weights, then the cumulative weights), att_bias (1, T_text) (0, or -inf
+                  outside the attention-constraint window)
+                  -> frames (1, odim, r), prob (1, r) (sigmoid of the stop logit),
+                     att_w (1, T_text), z, c (new states)
+  postnet.onnx  : before (1, odim, T_feats) (the steps' frames, concatenated)
+                  -> mel (1, T_feats, odim), denormalised (what the vocoder takes)
+  vocoder.onnx  : mel -> wave, as for FastSpeech2.
+  The prenet's dropout, which ESPnet applies at inference too, must be 0 (the card sets
+  tts_conf.dropout_rate 0): a graph cannot draw ESPnet's masks, and the export refuses otherwise.
 
 Dynamic lengths: the length regulators are written with cumsum and comparisons (no
 repeat_interleave, no Python ints taken from tensors), positional encodings are computed in
@@ -35,6 +62,12 @@ from bench.export.rewrites import linear_pad_masks, rewrite_for_export
 from bench.optimize.verify import VariantCheckError, check_session, compare_outputs
 
 EXPORTER_VERSION = "tts-2"  # 2: padding masks linear in the length (was quadratic)
+# (JETS, joint_text2wav and Tacotron 2 were added without a bump: the FastSpeech2 and VITS
+# graphs are unchanged)
+# graph kinds whose text side is acoustic.onnx (text, alpha -> mel) and vocoder.onnx (mel -> wave)
+MEL_KINDS = ("fastspeech2", "joint_text2wav")
+# autoregressive kinds: encoder.onnx, decoder.onnx (one step), postnet.onnx, vocoder.onnx
+AR_KINDS = ("tacotron2",)
 OPSET = 17
 CHECK_TOKENS = (5, 23, 71)
 
@@ -105,6 +138,16 @@ def expand_by_durations(h: torch.Tensor, dur: torch.Tensor, frames: torch.Tensor
     return torch.matmul(path.to(h.dtype), h)
 
 
+def gaussian_upsample(h: torch.Tensor, dur: torch.Tensor, frames: torch.Tensor,
+                      delta: float) -> torch.Tensor:
+    """JETS's GaussianUpsampling for one utterance without padding: h (1, T_text, D),
+    dur (1, T_text) int64, frames (T_feats,) int64 -> (1, T_feats, D); ESPnet's float32 ops."""
+    t = frames.float()[None, :, None]
+    c = (dur.cumsum(dim=-1) - dur / 2)[:, None, :]
+    energy = -1 * delta * (t - c) ** 2
+    return torch.matmul(torch.softmax(energy, dim=2), h)
+
+
 def _load_tts(exp_dir: Path):
     from espnet2.bin.tts_inference import Text2Speech
 
@@ -124,9 +167,10 @@ class FastSpeech2Graph(torch.nn.Module):
     same result).
     """
 
-    def __init__(self, fs2, normalize):
+    def __init__(self, fs2, normalize, denormalize: bool = True):
         super().__init__()
         self.fs2 = fs2
+        self.denormalize = denormalize  # False: the mel as the text2mel gives it (joint_text2wav)
         # GlobalMVN.inverse: x * std (norm_vars) + mean (norm_means), in float32
         dim = fs2.odim
         std = normalize.std if normalize is not None and normalize.norm_vars else torch.ones(dim)
@@ -151,6 +195,8 @@ class FastSpeech2Graph(torch.nn.Module):
         zs, _ = m.decoder(hs, None)
         before = m.feat_out(zs).view(zs.size(0), -1, m.odim)
         after = before + m.postnet(before.transpose(1, 2)).transpose(1, 2)
+        if not self.denormalize:
+            return after, d
         return after * self.mel_std + self.mel_mean, d
 
 
@@ -163,20 +209,10 @@ class HiFiGANGraph(torch.nn.Module):
         return self.generator(mel.transpose(1, 2)).flatten(1)  # (1, T_feats x hop)
 
 
-def _export_fastspeech2(t2s, exp_dir: Path, out_dir: Path, gen: torch.Generator) -> dict:
-    from bench.zoo.build_tts import load_vocoder
-
-    tts = t2s.model.tts.eval()  # our own freshly loaded copy: changed in place
-    if tts.spks is not None or tts.langs is not None or tts.spk_embed_dim is not None \
-            or tts.use_gst:
-        raise NotImplementedError("multi-speaker / GST FastSpeech2 is not exported yet")
-    rewrites = _rewrite(tts)
-    acoustic = FastSpeech2Graph(tts, t2s.model.normalize).eval()
-    vocoder = load_vocoder(exp_dir)
-    generator = vocoder.generator.eval()
+def _export_mel_pair(tts, acoustic, generator, out_dir: Path, gen: torch.Generator) -> dict:
+    """acoustic.onnx (text, alpha -> mel, durations) and vocoder.onnx (mel -> wave)."""
     folded = strip_weight_norm(generator)
     voc_graph = HiFiGANGraph(generator).eval()
-
     text = torch.randint(2, tts.eos, (1, 17), generator=gen)
     text = torch.cat([text, torch.full((1, 1), tts.eos)], dim=1)
     alpha = torch.ones(1)
@@ -192,13 +228,107 @@ def _export_fastspeech2(t2s, exp_dir: Path, out_dir: Path, gen: torch.Generator)
             dynamic_axes={"mel": {1: "frames"}, "wave": {1: "samples"}})
     att = tts.encoder.encoders[0].self_attn
     return {
-        "kind": "fastspeech2", "graphs": ["acoustic.onnx", "vocoder.onnx"],
-        "sample_rate": int(vocoder.fs or t2s.fs), "hop_length": generator.upsample_factor,
+        "graphs": ["acoustic.onnx", "vocoder.onnx"],
+        "hop_length": generator.upsample_factor,
         "num_heads": att.h, "d_model": att.d_k * att.h,
         "n_mels": tts.odim, "eos": int(tts.eos), "vocab_size": int(tts.idim),
-        "module_rewrites": rewrites,
         "weight_norm_folded": folded,
         "inputs": {"acoustic.onnx": ["text", "alpha"], "vocoder.onnx": ["mel"]},
+    }
+
+
+def _check_single_speaker(m, what: str) -> None:
+    if m.spks is not None or m.langs is not None or m.spk_embed_dim is not None \
+            or getattr(m, "use_gst", False):
+        raise NotImplementedError(f"multi-speaker / multi-language / GST {what} is not "
+                                  "exported yet")
+
+
+def _export_fastspeech2(t2s, exp_dir: Path, out_dir: Path, gen: torch.Generator) -> dict:
+    from bench.zoo.build_tts import load_vocoder
+
+    tts = t2s.model.tts.eval()  # our own freshly loaded copy: changed in place
+    _check_single_speaker(tts, "FastSpeech2")
+    rewrites = _rewrite(tts)
+    acoustic = FastSpeech2Graph(tts, t2s.model.normalize).eval()
+    vocoder = load_vocoder(exp_dir)
+    meta = _export_mel_pair(tts, acoustic, vocoder.generator.eval(), out_dir, gen)
+    return {"kind": "fastspeech2", "sample_rate": int(vocoder.fs or t2s.fs),
+            "module_rewrites": rewrites, **meta}
+
+
+def _export_joint(t2s, out_dir: Path, gen: torch.Generator) -> dict:
+    """JointText2Wav: its text2mel FastSpeech2 and its HiFiGAN generator. ESPnet feeds the
+    vocoder the text2mel's feat_gen as it is (normalised features, no inverse MVN)."""
+    joint = t2s.model.tts.eval()  # our own freshly loaded copy: changed in place
+    tts = joint.generator["text2mel"]
+    if type(tts).__name__ != "FastSpeech2":
+        raise NotImplementedError(f"joint_text2wav with text2mel {type(tts).__name__}: only "
+                                  "fastspeech2 is exported")
+    vocoder = joint.generator["vocoder"]
+    if type(vocoder).__name__ != "HiFiGANGenerator" or joint.use_pqmf:
+        raise NotImplementedError(f"joint_text2wav with vocoder {type(vocoder).__name__}"
+                                  f"{' + PQMF' if joint.use_pqmf else ''}: only "
+                                  "hifigan_generator is exported")
+    _check_single_speaker(tts, "joint_text2wav")
+    rewrites = _rewrite(tts)
+    acoustic = FastSpeech2Graph(tts, None, denormalize=False).eval()
+    meta = _export_mel_pair(tts, acoustic, vocoder.eval(), out_dir, gen)
+    return {"kind": "joint_text2wav", "sample_rate": int(t2s.fs),
+            "module_rewrites": rewrites, **meta}
+
+
+# ---------------------------------------------------------------- JETS
+
+
+class JetsGraph(torch.nn.Module):
+    """JETSGenerator.inference without teacher forcing (batch 1, no padding: masks None)."""
+
+    def __init__(self, generator):
+        super().__init__()
+        self.g = generator
+        self.delta = float(generator.length_regulator.delta)
+
+    def forward(self, text):
+        m = self.g
+        hs, _ = m.encoder(text, None)
+        p_outs = m.pitch_predictor(hs, None)
+        e_outs = m.energy_predictor(hs, None)
+        d = m.duration_predictor.inference(hs, None)  # (1, T_text) int64
+        p_embs = m.pitch_embed(p_outs.transpose(1, 2)).transpose(1, 2)
+        e_embs = m.energy_embed(e_outs.transpose(1, 2)).transpose(1, 2)
+        hs = hs + e_embs + p_embs
+        # GaussianUpsampling: an all-zero duration row becomes all ones
+        d = torch.where(d.sum() == 0, torch.ones_like(d), d)
+        frames = torch.arange(d.sum())  # traced with the sum as a graph value: dynamic
+        hs = gaussian_upsample(hs, d, frames, self.delta)
+        zs, _ = m.decoder(hs, None)
+        return m.generator(zs.transpose(1, 2)).flatten(1), d
+
+
+def _export_jets(t2s, out_dir: Path, gen: torch.Generator) -> dict:
+    generator = t2s.model.tts.generator.eval()  # our own freshly loaded copy: changed in place
+    _check_single_speaker(generator, "JETS")
+    if type(generator.length_regulator).__name__ != "GaussianUpsampling":
+        raise NotImplementedError(f"JETS length regulator {type(generator.length_regulator)}")
+    rewrites = _rewrite(generator)
+    folded = strip_weight_norm(generator.generator)
+    graph = JetsGraph(generator).eval()
+    vocab = int(generator.idim)
+    text = torch.randint(2, vocab - 1, (1, 17), generator=gen)
+    with torch.no_grad():
+        torch.onnx.export(
+            graph, (text,), str(out_dir / "jets.onnx"), dynamo=False, opset_version=OPSET,
+            input_names=["text"], output_names=["wave", "durations"],
+            dynamic_axes={"text": {1: "tokens"}, "wave": {1: "samples"},
+                          "durations": {1: "tokens"}})
+    att = generator.encoder.encoders[0].self_attn
+    return {
+        "kind": "jets", "graphs": ["jets.onnx"], "sample_rate": int(t2s.fs),
+        "hop_length": generator.upsample_factor, "num_heads": att.h,
+        "d_model": att.d_k * att.h, "n_mels": int(generator.odim), "eos": None,
+        "vocab_size": vocab, "module_rewrites": rewrites, "weight_norm_folded": folded,
+        "inputs": {"jets.onnx": ["text"]},
     }
 
 
@@ -264,6 +394,209 @@ def _export_vits(t2s, out_dir: Path, decode: dict, gen: torch.Generator) -> dict
     }
 
 
+# ---------------------------------------------------------------- Tacotron 2 + HiFiGAN
+
+
+@torch.jit.script
+def _lstm_direction(xw: torch.Tensor, w_hh: torch.Tensor) -> torch.Tensor:
+    """One LSTM direction over time, the input projection (T, 4H) given: an ONNX Loop."""
+    hsz = w_hh.size(1)
+    h = torch.zeros(1, hsz, dtype=xw.dtype)
+    c = torch.zeros(1, hsz, dtype=xw.dtype)
+    outs: list[torch.Tensor] = []
+    for t in range(xw.size(0)):
+        g = xw[t:t + 1] + torch.matmul(h, w_hh.t())
+        ig, fg, gg, og = g.chunk(4, 1)
+        c = torch.sigmoid(fg) * c + torch.sigmoid(ig) * torch.tanh(gg)
+        h = torch.sigmoid(og) * torch.tanh(c)
+        outs.append(h)
+    return torch.cat(outs, 0)
+
+
+def blstm_as_loops(blstm: torch.nn.LSTM, x: torch.Tensor) -> torch.Tensor:
+    """torch.nn.LSTM (bidirectional, batch_first, batch 1) as two ONNX Loops a layer instead of
+    ONNX's LSTM op, which ORT cannot run in float16 on CPU (the onnx-fp16 variant's check
+    crashed the process creating the session). Same gates, same order as torch's: (1, T, 2H)."""
+    y = x[0]
+    rev = torch.flip(torch.arange(y.size(0)), [0])
+    for k in range(blstm.num_layers):
+        outs = []
+        for sfx in ("", "_reverse"):
+            w_ih = getattr(blstm, f"weight_ih_l{k}{sfx}")
+            w_hh = getattr(blstm, f"weight_hh_l{k}{sfx}")
+            bias = getattr(blstm, f"bias_ih_l{k}{sfx}") + getattr(blstm, f"bias_hh_l{k}{sfx}") \
+                if blstm.bias else 0.0
+            xw = torch.matmul(y, w_ih.t()) + bias
+            if sfx:
+                outs.append(_lstm_direction(xw.index_select(0, rev), w_hh).index_select(0, rev))
+            else:
+                outs.append(_lstm_direction(xw, w_hh))
+        y = torch.cat(outs, 1)
+    return y[None]
+
+
+class Tacotron2EncoderGraph(torch.nn.Module):
+    """Encoder.inference for one utterance (no padding, so no packing) + AttLoc's mlp_enc."""
+
+    def __init__(self, tts):
+        super().__init__()
+        self.enc, self.att = tts.enc, tts.dec.att
+
+    def forward(self, text):
+        e = self.enc
+        xs = e.embed(text).transpose(1, 2)
+        if e.convs is not None:
+            for conv in e.convs:
+                xs = xs + conv(xs) if e.use_residual else conv(xs)
+        xs = xs.transpose(1, 2)
+        if e.blstm is not None:
+            xs = blstm_as_loops(e.blstm, xs)
+        return xs, self.att.mlp_enc(xs)
+
+
+class Tacotron2StepGraph(torch.nn.Module):
+    """One step of Decoder.inference (AttLoc, zoneout LSTMs in eval mode, prenet without
+    dropout), ESPnet's ops in ESPnet's order; the loop and its stop rules are the runtime's."""
+
+    def __init__(self, dec):
+        super().__init__()
+        self.dec = dec
+
+    def forward(self, enc, enc_proj, z, c, prev_out, att_prev, att_bias):
+        d, att = self.dec, self.dec.att
+        t = enc.size(1)
+        att_conv = att.loc_conv(att_prev.view(1, 1, 1, t)).squeeze(2).transpose(1, 2)
+        att_conv = att.mlp_att(att_conv)
+        dec_z = att.mlp_dec(z[0]).view(1, 1, att.att_dim)
+        e = att.gvec(torch.tanh(att_conv + enc_proj + dec_z)).squeeze(2)
+        e = e + att_bias  # ESPnet writes -inf outside the constraint window; 0 elsewhere
+        w = torch.softmax(2.0 * e, dim=1)  # AttLoc's scaling 2.0
+        att_c = torch.sum(enc * w.view(1, t, 1), dim=1)
+        x = prev_out
+        if d.prenet is not None:
+            for layer in d.prenet.prenet:  # Linear + ReLU; dropout is 0 (checked at export)
+                x = layer(x)
+        xs = torch.cat([att_c, x], dim=1)
+        zs, cs = [], []
+        inp = xs
+        for i, lstm in enumerate(d.lstm):
+            zi, ci = lstm(inp, (z[i], c[i]))
+            zs.append(zi)
+            cs.append(ci)
+            inp = zi
+        zcs = torch.cat([zs[-1], att_c], dim=1) if d.use_concate else zs[-1]
+        frames = d.feat_out(zcs).view(1, d.odim, -1)
+        prob = torch.sigmoid(d.prob_out(zcs))
+        return frames, prob, w, torch.stack(zs), torch.stack(cs)
+
+
+class Tacotron2PostnetGraph(torch.nn.Module):
+    """before (1, odim, T_feats) -> before + postnet(before), (1, T_feats, odim), denormalised."""
+
+    def __init__(self, dec, normalize):
+        super().__init__()
+        self.postnet = dec.postnet
+        dim = dec.odim
+        std = normalize.std if normalize is not None and normalize.norm_vars else torch.ones(dim)
+        mean = normalize.mean if normalize is not None and normalize.norm_means \
+            else torch.zeros(dim)
+        self.register_buffer("mel_std", std.detach().float().clone())
+        self.register_buffer("mel_mean", mean.detach().float().clone())
+
+    def forward(self, before):
+        after = before + self.postnet(before) if self.postnet is not None else before
+        return after.transpose(2, 1) * self.mel_std + self.mel_mean
+
+
+def _check_tacotron2(tts) -> None:
+    _check_single_speaker(tts, "Tacotron 2")
+    dec = tts.dec
+    if type(dec.att).__name__ != "AttLoc":
+        raise NotImplementedError(f"Tacotron 2 attention {type(dec.att).__name__}: only "
+                                  "tts_conf.atype 'location' is exported")
+    if tts.output_activation_fn is not None:
+        raise NotImplementedError("Tacotron 2 with tts_conf.output_activation: not exported")
+    if dec.prenet is not None and dec.prenet.dropout_rate != 0.0:
+        raise NotImplementedError(
+            f"Tacotron 2 prenet dropout {dec.prenet.dropout_rate}: ESPnet applies it at inference "
+            "too (random masks a graph cannot reproduce); set tts_conf.dropout_rate to 0")
+    blstm = tts.enc.blstm
+    if blstm is not None and (not blstm.bidirectional or not blstm.batch_first
+                              or blstm.proj_size or type(blstm) is not torch.nn.LSTM):
+        raise NotImplementedError("Tacotron 2 encoder RNN other than ESPnet's BLSTM")
+    if any(type(cell).__name__ not in ("LSTMCell", "ZoneOutCell") for cell in dec.lstm):
+        raise NotImplementedError("Tacotron 2 decoder cells other than (zoneout) LSTMCell")
+
+
+def _export_tacotron2(t2s, exp_dir: Path, out_dir: Path, gen: torch.Generator) -> dict:
+    from bench.zoo.build_tts import load_vocoder
+
+    tts = t2s.model.tts.eval()  # our own freshly loaded copy
+    _check_tacotron2(tts)
+    dec = tts.dec
+    enc_graph = Tacotron2EncoderGraph(tts).eval()
+    step_graph = Tacotron2StepGraph(dec).eval()
+    post_graph = Tacotron2PostnetGraph(dec, t2s.model.normalize).eval()
+    generator = load_vocoder(exp_dir).generator.eval()
+    folded = strip_weight_norm(generator)
+    voc_graph = HiFiGANGraph(generator).eval()
+    n = 17
+    text = torch.randint(2, tts.eos, (1, n), generator=gen)
+    text = torch.cat([text, torch.full((1, 1), tts.eos)], dim=1)
+    dlayers, dunits = len(dec.lstm), dec.lstm[0].hidden_size
+    with torch.no_grad():
+        enc, enc_proj = enc_graph(text)
+        t = enc.size(1)
+        z = torch.randn(dlayers, 1, dunits, generator=gen)
+        c = torch.randn(dlayers, 1, dunits, generator=gen)
+        prev_out = torch.randn(1, dec.odim, generator=gen)
+        att_prev = torch.full((1, t), 1.0 / t)
+        att_bias = torch.zeros(1, t)
+        before = torch.randn(1, dec.odim, 23, generator=gen)
+        mel = post_graph(before)
+        torch.onnx.export(
+            enc_graph, (text,), str(out_dir / "encoder.onnx"), dynamo=False,
+            opset_version=OPSET, input_names=["text"], output_names=["enc", "enc_proj"],
+            dynamic_axes={"text": {1: "tokens"}, "enc": {1: "tokens"}, "enc_proj": {1: "tokens"}})
+        torch.onnx.export(
+            step_graph, (enc, enc_proj, z, c, prev_out, att_prev, att_bias),
+            str(out_dir / "decoder.onnx"), dynamo=False, opset_version=OPSET,
+            input_names=["enc", "enc_proj", "z", "c", "prev_out", "att_prev", "att_bias"],
+            output_names=["frames", "prob", "att_w", "z_out", "c_out"],
+            dynamic_axes={"enc": {1: "tokens"}, "enc_proj": {1: "tokens"},
+                          "att_prev": {1: "tokens"}, "att_bias": {1: "tokens"},
+                          "att_w": {1: "tokens"}})
+        torch.onnx.export(
+            post_graph, (before,), str(out_dir / "postnet.onnx"), dynamo=False,
+            opset_version=OPSET, input_names=["before"], output_names=["mel"],
+            dynamic_axes={"before": {2: "frames"}, "mel": {1: "frames"}})
+        torch.onnx.export(
+            voc_graph, (mel,), str(out_dir / "vocoder.onnx"), dynamo=False, opset_version=OPSET,
+            input_names=["mel"], output_names=["wave"],
+            dynamic_axes={"mel": {1: "frames"}, "wave": {1: "samples"}})
+    vocoder = load_vocoder(exp_dir)
+    return {
+        "kind": "tacotron2",
+        "graphs": ["encoder.onnx", "decoder.onnx", "postnet.onnx", "vocoder.onnx"],
+        "sample_rate": int(vocoder.fs or t2s.fs), "hop_length": generator.upsample_factor,
+        # no multi-head attention to fuse: 0 lets the optimizer find none
+        "num_heads": 0, "d_model": 0,
+        "n_mels": int(dec.odim), "eos": int(tts.eos), "vocab_size": int(tts.idim),
+        "dlayers": dlayers, "dunits": int(dunits), "enc_dim": int(enc.size(2)),
+        "att_dim": int(dec.att.att_dim), "reduction_factor": int(dec.reduction_factor),
+        "cumulate_att_w": bool(dec.cumulate_att_w), "weight_norm_folded": folded,
+        "module_rewrites": 0,
+        # decoder.onnx is called once a frame: what a calibration recorder samples from
+        "step_graphs": ["decoder.onnx"],
+        # inputs without a time axis (the decoder's carried state)
+        "state_inputs": {"decoder.onnx": ["z", "c", "prev_out"]},
+        "inputs": {"encoder.onnx": ["text"],
+                   "decoder.onnx": ["enc", "enc_proj", "z", "c", "prev_out", "att_prev",
+                                    "att_bias"],
+                   "postnet.onnx": ["before"], "vocoder.onnx": ["mel"]},
+    }
+
+
 # ---------------------------------------------------------------- entry points
 
 
@@ -284,6 +617,12 @@ def export_tts(exp_dir: Path, out_dir: Path, decode: dict) -> dict:
             meta = _export_fastspeech2(t2s, exp_dir, out_dir, gen)
         elif name == "VITS":
             meta = _export_vits(t2s, out_dir, decode, gen)
+        elif name == "JETS":
+            meta = _export_jets(t2s, out_dir, gen)
+        elif name == "JointText2Wav":
+            meta = _export_joint(t2s, out_dir, gen)
+        elif name == "Tacotron2":
+            meta = _export_tacotron2(t2s, exp_dir, out_dir, gen)
         else:
             raise NotImplementedError(f"{exp_dir}: TTS model {name} has no ONNX exporter yet")
     meta = {"exporter": EXPORTER_VERSION, "opset": OPSET, "torch": torch.__version__,
@@ -295,8 +634,13 @@ def export_tts(exp_dir: Path, out_dir: Path, decode: dict) -> dict:
 def check_feeds(meta: dict, tokens: int, rng: np.random.Generator) -> dict[str, dict]:
     """Inputs for the text-side graph at a given text length (random valid phoneme ids)."""
     text = rng.integers(2, meta["vocab_size"] - 1, (1, tokens)).astype(np.int64)
-    if meta["kind"] == "fastspeech2":
+    if meta["kind"] in MEL_KINDS:
         return {"acoustic.onnx": {"text": text, "alpha": np.ones(1, np.float32)}}
+    if meta["kind"] == "jets":
+        return {"jets.onnx": {"text": text}}
+    if meta["kind"] in AR_KINDS:
+        text[0, -1] = meta["eos"]
+        return {"encoder.onnx": {"text": text}}
     durations = rng.integers(1, 9, (1, tokens)).astype(np.int64)
     noise = rng.standard_normal((1, meta["noise_channels"], int(durations.sum())),
                                 dtype=np.float32)
@@ -310,6 +654,32 @@ def vocoder_feed(mel: np.ndarray, tokens: int, frames_per_token: int = 6) -> dic
     frames = max(mel.shape[1], tokens * frames_per_token)
     reps = -(-frames // max(mel.shape[1], 1))
     return {"mel": np.ascontiguousarray(np.tile(mel, (1, reps, 1))[:, :frames])}
+
+
+def _derived_feed(meta: dict, graph: str, plain_out: dict, tokens: int,
+                  rng: np.random.Generator) -> dict:
+    """A graph's check input made from the plain graphs' outputs before it: the vocoder's mel;
+    a decoder step at a random state on the plain encoder's output (attention constrained
+    to a window in the middle); the postnet's random frames."""
+    if graph == "vocoder.onnx":
+        src = "postnet.onnx" if "postnet.onnx" in plain_out else "acoustic.onnx"
+        return vocoder_feed(plain_out[src][0], tokens)
+    if graph == "decoder.onnx":
+        enc, enc_proj = plain_out["encoder.onnx"][:2]
+        t = enc.shape[1]
+        state = (meta["dlayers"], 1, meta["dunits"])
+        att_prev = rng.random((1, t)).astype(np.float32)
+        bias = np.full((1, t), -np.inf, np.float32)
+        bias[:, max(t // 2 - 1, 0):t // 2 + 3] = 0.0
+        return {"enc": enc, "enc_proj": enc_proj,
+                "z": (0.5 * rng.standard_normal(state)).astype(np.float32),
+                "c": (0.5 * rng.standard_normal(state)).astype(np.float32),
+                "prev_out": rng.standard_normal((1, meta["n_mels"])).astype(np.float32),
+                "att_prev": att_prev / att_prev.sum(), "att_bias": bias}
+    if graph == "postnet.onnx":
+        return {"before": rng.standard_normal((1, meta["n_mels"], tokens * 6))
+                .astype(np.float32)}
+    raise ValueError(f"no check input for {graph}")
 
 
 def check_tts_variant(plain_dir: Path, variant_dir: Path, meta: dict, atol: float | None) -> dict:
@@ -334,8 +704,8 @@ def check_tts_variant(plain_dir: Path, variant_dir: Path, meta: dict, atol: floa
         feeds = check_feeds(meta, n, rng)
         plain_out = {}
         for g in meta["graphs"]:
-            if g not in feeds:  # the vocoder
-                feeds[g] = vocoder_feed(plain_out["acoustic.onnx"][0], n)
+            if g not in feeds:  # a graph fed by the one before it
+                feeds[g] = _derived_feed(meta, g, plain_out, n, rng)
             want = plain_out[g] = plain[g].run(None, feeds[g])
             try:
                 got = variant[g].run(None, feeds[g])

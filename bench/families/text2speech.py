@@ -1,4 +1,6 @@
-"""Phonemes in, speech out (TTS): an acoustic graph and a vocoder graph, or one VITS graph."""
+"""Phonemes in, speech out (TTS): an acoustic graph and a vocoder graph (FastSpeech2 + HiFiGAN,
+joint_text2wav), one graph (VITS, JETS), or encoder, decoder-step, postnet and vocoder graphs
+around a numpy decode loop (Tacotron 2); bench/export/tts.py describes them."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,14 +32,17 @@ class TextToSpeech(Family):
         import dataclasses
 
         from bench.data.sets import load_text_set
-        from bench.optimize.calibration import CALIBRATION, record_feeds
+        from bench.optimize.calibration import CALIBRATION, FEEDS_PER_GRAPH, record_feeds
         from bench.runtime.onnx_tts import OnnxText2Speech
 
         if card.data.get("source") != "grammar":
             return {}
         dev = dataclasses.replace(card, data={**card.data, **CALIBRATION})
         rec = OnnxText2Speech(Path(graphs), Path(artifact) / "exp", meta, card.decode)
-        return record_feeds(rec, [item.input for item in load_text_set(dev)])
+        # a decoder step runs once a frame: a seeded sample of its calls (the other graphs run
+        # once a sentence, fewer times than the limit)
+        limit = FEEDS_PER_GRAPH if meta.get("step_graphs") else None
+        return record_feeds(rec, [item.input for item in load_text_set(dev)], limit)
 
     def check_variant(self, plain, derived, info, atol):
         from bench.export.tts import check_tts_variant

@@ -15,6 +15,13 @@ from bench.runtime.finite import require_finite
 from bench.runtime.onnx_asr import load_session
 
 SPECIAL = ("<blank>", "<unk>", "<sos/eos>")
+MEL_KINDS = ("fastspeech2", "joint_text2wav")  # acoustic.onnx + vocoder.onnx (bench.export.tts)
+AR_KINDS = ("tacotron2",)  # encoder.onnx, decoder.onnx (a step), postnet.onnx, vocoder.onnx
+# ESPnet's Text2Speech defaults for the autoregressive decode settings (a card's decode
+# section overrides them: the recipes' decode_tacotron2.yaml turns the constraint on)
+AR_DECODE = {"threshold": 0.5, "minlenratio": 0.0, "maxlenratio": 10.0,
+             "use_att_constraint": False, "backward_window": 1, "forward_window": 3}
+NO_SPEED_CONTROL = {"jets": "JETS", "tacotron2": "Tacotron 2"}
 
 
 @dataclass
@@ -65,6 +72,74 @@ def vits_noise(seed: int, channels: int, frames: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((1, channels, frames), dtype=np.float32)
 
 
+def require_no_speed_control(kind: str, decode: dict) -> None:
+    """JETS, Tacotron 2: ESPnet's Text2Speech passes them no alpha and their inference takes
+    none."""
+    if kind in NO_SPEED_CONTROL and float(decode.get("speed_control_alpha", 1.0)) != 1.0:
+        raise ValueError(f"decode.speed_control_alpha {decode['speed_control_alpha']}: ESPnet's "
+                         f"{NO_SPEED_CONTROL[kind]} has no speed control (its inference takes "
+                         "no alpha)")
+
+
+def ar_decode(decode: dict) -> dict:
+    """The autoregressive decode settings: the card's, else Text2Speech's defaults."""
+    return {k: type(v)(decode.get(k, v)) for k, v in AR_DECODE.items()}
+
+
+def tacotron2_decode(step, enc: np.ndarray, enc_proj: np.ndarray, meta: dict,
+                     settings: dict) -> tuple[np.ndarray, int]:
+    """ESPnet's Tacotron 2 Decoder.inference in numpy around the one-step graph.
+
+    ``step(feed) -> (frames, prob, att_w, z, c)``; returns the frames before the postnet
+    (1, odim, T_feats) and the number of steps. The stop rules are ESPnet's: a step ends the
+    loop when a stop probability reaches ``threshold`` or the frames reach
+    int(T_text * maxlenratio), unless they are still under int(T_text * minlenratio); the
+    attention constraint (Deep Voice 3) masks the energies outside
+    [last attended - backward_window, last attended + forward_window).
+    """
+    t = enc.shape[1]
+    r = int(meta["reduction_factor"])
+    maxlen = int(t * settings["maxlenratio"])
+    minlen = int(t * settings["minlenratio"])
+    state = (int(meta["dlayers"]), 1, int(meta["dunits"]))
+    z, c = np.zeros(state, np.float32), np.zeros(state, np.float32)
+    prev_out = np.zeros((1, int(meta["n_mels"])), np.float32)
+    # AttLoc's first weights: uniform, 1 / T_text in float32 (not part of the cumulation)
+    uniform = np.full((1, t), np.float32(1.0) / np.float32(t), np.float32)
+    cum = None
+    constrain = bool(settings["use_att_constraint"])
+    last = 0
+    bias = np.zeros((1, t), np.float32)
+    outs = []
+    idx = 0
+    while True:
+        idx += r
+        if constrain:
+            bias = np.zeros((1, t), np.float32)
+            back = last - int(settings["backward_window"])
+            fwd = last + int(settings["forward_window"])
+            if back > 0:
+                bias[:, :back] = -np.inf
+            if fwd < t:
+                bias[:, fwd:] = -np.inf
+        frames, prob, att_w, z, c = step({
+            "enc": enc, "enc_proj": enc_proj, "z": z, "c": c, "prev_out": prev_out,
+            "att_prev": uniform if cum is None else cum, "att_bias": bias})
+        outs.append(frames)
+        prev_out = np.ascontiguousarray(frames[:, :, -1])
+        if meta.get("cumulate_att_w", True) and cum is not None:
+            cum = cum + att_w
+        else:
+            cum = att_w
+        if constrain:
+            last = int(att_w.argmax())
+        if int((prob[0] >= settings["threshold"]).sum()) > 0 or idx >= maxlen:
+            if idx < minlen:
+                continue
+            break
+    return np.concatenate(outs, axis=2), len(outs)
+
+
 def vits_durations(n_tokens: int, decode: dict) -> np.ndarray:
     if "token_frames" not in decode:
         raise ValueError("VITS needs decode.token_frames: the stochastic duration predictor "
@@ -85,18 +160,30 @@ class OnnxText2Speech:
         self.sample_rate = int(export_meta["sample_rate"])
         if self.kind == "vits":
             vits_durations(1, decode)  # fail at load, not on the first utterance
+        require_no_speed_control(self.kind, decode)
+        self.ar_settings = ar_decode(decode) if self.kind in AR_KINDS else None
 
     def token_ids(self, text: str) -> np.ndarray:
         ids = self.tokens(text)
-        if self.meta.get("eos") is not None:  # FastSpeech2.inference appends eos itself
+        # FastSpeech2.inference and Tacotron2.inference append eos themselves (JETS none)
+        if self.meta.get("eos") is not None:
             ids = ids + [int(self.meta["eos"])]
         return np.asarray(ids, dtype=np.int64)[None]
 
     def __call__(self, text: str) -> Synthesis:
         ids = self.token_ids(text)
-        if self.kind == "fastspeech2":
+        if self.kind in MEL_KINDS:
             alpha = np.full(1, self.decode.get("speed_control_alpha", 1.0), np.float32)
             mel, _ = self.sessions["acoustic.onnx"].run(None, {"text": ids, "alpha": alpha})
+            (wave,) = self.sessions["vocoder.onnx"].run(None, {"mel": mel})
+        elif self.kind == "jets":
+            wave, _ = self.sessions["jets.onnx"].run(None, {"text": ids})
+        elif self.kind in AR_KINDS:
+            enc, enc_proj = self.sessions["encoder.onnx"].run(None, {"text": ids})
+            step = self.sessions["decoder.onnx"]
+            before, _ = tacotron2_decode(lambda feed: step.run(None, feed), enc, enc_proj,
+                                         self.meta, self.ar_settings)
+            (mel,) = self.sessions["postnet.onnx"].run(None, {"before": before})
             (wave,) = self.sessions["vocoder.onnx"].run(None, {"mel": mel})
         elif self.kind == "vits":
             durations = vits_durations(ids.shape[1], self.decode)

@@ -1,6 +1,15 @@
 """The PyTorch reference: ESPnet's own Text2Speech on the card's experiment directory.
 
 FastSpeech2: Text2Speech as it is, with the experiment's HiFiGAN as its vocoder.
+JETS, joint_text2wav: Text2Speech as it is (its own generator makes the wave; nothing is
+sampled). For joint_text2wav, whose decode_conf Text2Speech leaves without alpha, the card's
+speed_control_alpha goes through Text2Speech's decode_conf to the text2mel FastSpeech2, as the
+ONNX acoustic graph's alpha input; JETS takes no alpha, and both runtimes refuse one but 1.0.
+Tacotron 2: Text2Speech as it is, with the card's decode settings (threshold, minlenratio,
+maxlenratio, the attention constraint; Text2Speech's defaults for any the card leaves out)
+and the experiment's HiFiGAN as its vocoder, fed the denormalised mel as Text2Speech does.
+Its prenet dropout, on at inference in ESPnet, must be 0 (the card's tts_conf.dropout_rate)
+for the output to repeat, and the ONNX export refuses anything else.
 VITS: ESPnet's VITS.inference with the card's fixed durations (Text2Speech passes durations
 only with teacher forcing) and with the flow's noise drawn by bench.runtime.onnx_tts.vits_noise:
 torch.randn_like is patched for the call to hand back that draw, the same the ONNX graph
@@ -14,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.runtime.finite import require_finite
-from bench.runtime.onnx_tts import PhonemeTokens, Synthesis, vits_durations, vits_noise
+from bench.runtime.onnx_tts import (AR_DECODE, PhonemeTokens, Synthesis,
+                                    require_no_speed_control, vits_durations, vits_noise)
 
 
 @contextlib.contextmanager
@@ -50,21 +60,24 @@ class TorchText2Speech:
         self.decode, self.device = decode, device
         self.model_file = exp_dir / "model.pth"
         kw = {k: decode[k] for k in ("speed_control_alpha", "noise_scale", "noise_scale_dur",
-                                     "use_teacher_forcing") if k in decode}
+                                     "use_teacher_forcing", *AR_DECODE) if k in decode}
         with resolved_config(exp_dir) as cfg:
             self.t2s = Text2Speech(train_config=cfg, model_file=exp_dir / "model.pth",
                                    device=device, **kw)
-        self.kind = {"FastSpeech2": "fastspeech2", "VITS": "vits"}.get(type(self.t2s.tts).__name__)
+        self.kind = {"FastSpeech2": "fastspeech2", "VITS": "vits", "JETS": "jets",
+                     "JointText2Wav": "joint_text2wav",
+                     "Tacotron2": "tacotron2"}.get(type(self.t2s.tts).__name__)
         if self.kind is None:
             raise NotImplementedError(f"{exp_dir}: no reference for {type(self.t2s.tts).__name__}")
-        if self.kind == "fastspeech2":
+        if self.kind in ("fastspeech2", "tacotron2"):
             from bench.zoo.build_tts import load_vocoder
 
             vocoder = load_vocoder(exp_dir)  # HiFiGAN instead of Text2Speech's Griffin-Lim
             vocoder.generator.to(device)
             self.t2s.vocoder = vocoder
-        else:
+        elif self.kind == "vits":
             vits_durations(1, decode)
+        require_no_speed_control(self.kind, decode)
         self.tokens = PhonemeTokens(exp_dir)
         self.sample_rate = int(self.t2s.fs)
         vocoder = getattr(getattr(self.t2s, "vocoder", None), "generator", None)
@@ -81,8 +94,11 @@ class TorchText2Speech:
 
         ids = torch.as_tensor(self.token_ids(text), device=self.device)
         with torch.no_grad():
-            if self.kind == "fastspeech2":
+            if self.kind in ("fastspeech2", "jets", "tacotron2"):
                 wav = self.t2s(ids)["wav"]
+            elif self.kind == "joint_text2wav":
+                alpha = float(self.decode.get("speed_control_alpha", 1.0))
+                wav = self.t2s(ids, decode_conf={"alpha": alpha})["wav"]
             else:
                 d = self.decode
                 durations = vits_durations(len(ids), d)[0]
