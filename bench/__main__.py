@@ -90,9 +90,9 @@ def cmd_recipes(a) -> int:
         return 2
     out = Path(a.out or reports_dir() / "recipes").resolve()
     code, doc = 0, None
-    if a.results:  # the table of an earlier run of these configs
+    if a.results:  # the table of earlier runs of these configs
         try:
-            doc = load_results(Path(a.results))
+            doc = [load_results(Path(r)) for r in a.results]
         except (ValueError, OSError) as e:  # ResultsError names the file and the field
             print(f"bench recipes: --results: {e}", file=sys.stderr)
             return 2
@@ -175,7 +175,8 @@ def cmd_baseline_spread(a) -> int:
 
 
 def cmd_table(a) -> int:
-    from bench.report.table import markdown_table, memory_table, roofline_table, server_table, speedup_table
+    from bench.report.table import (markdown_table, memory_table, roofline_table, server_table, speedup_table,
+                                    streaming_table)
     from bench.results import load_results
 
     docs = [load_results(r) for r in a.results]
@@ -187,6 +188,8 @@ def cmd_table(a) -> int:
         print(roofline_table(docs))
     elif a.server:
         print(server_table(docs))
+    elif a.streaming:
+        print(streaming_table(docs))
     elif a.study:
         from bench.studies import get_study
 
@@ -377,8 +380,9 @@ def main(argv=None) -> int:
     rc.add_argument("--plan", action="store_true",
                     help="only write the cards and print each config's family, decode config or "
                          "reason for refusal; build and run nothing")
-    rc.add_argument("--results", metavar="RESULTS_JSON",
-                    help="print the table of an earlier `bench recipes` run of this folder; run nothing")
+    rc.add_argument("--results", metavar="RESULTS_JSON", nargs="+",
+                    help="print the table of earlier `bench recipes` runs of this folder (of parts of "
+                         "it: a config's cases come from the last file that has them); run nothing")
     rc.set_defaults(func=cmd_recipes, run_defaults=vars(r.parse_args([])))
 
     bd = sub.add_parser("breakdown", help="where an ONNX variant's time goes (graphs, CTC "
@@ -426,6 +430,8 @@ def main(argv=None) -> int:
     t.add_argument("--study", choices=sorted(STUDIES), help="a study's table (python -m bench study NAME)")
     t.add_argument("--server", action="store_true",
                    help="the server scenario of a run made with --server: throughput and p99 latency")
+    t.add_argument("--streaming", action="store_true",
+                   help="streaming models' figures: per-block latency, first token, falling behind")
     t.set_defaults(func=cmd_table)
 
     st = sub.add_parser("selftest", help="measure the gate's false-alarm and miss rates")

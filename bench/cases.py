@@ -21,10 +21,11 @@ from bench.identity import case_identity, data_identity
 from bench.measure.inject import injected_fractions
 from bench.results import make_case, set_error, set_skipped
 from bench.runtime.load import PROVIDERS, load_recognizer
+from bench.runtime.streaming import StreamLog
 from bench.tasks import get_task
 from bench.trackers import (decode_all, rounds_rule, track_load, track_memory, track_quality,
                             offline_throughput, track_real_speech, track_roofline, track_server,
-                            track_speed)
+                            track_speed, track_streaming)
 from bench.variants import REFERENCE, device_reason, get_variant
 from bench.zoo.cards import Card
 
@@ -173,6 +174,8 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
     if card.data.get("real_speech") and not family.audio_is_output:
         _reported("real_speech", case, lambda: track_real_speech(
             rec, variant, task, *session.real_speech(card, device)))
+    if isinstance(getattr(rec, "log", None), StreamLog):
+        _reported("streaming", case, lambda: track_streaming(rec, subset))
     if session.server_streams and device == "cpu" and not family.audio_is_output:
         _reported("server", case, lambda: _server(session, card, variant, device, artifact, subset))
 

@@ -17,15 +17,17 @@ from typing import Mapping
 
 import yaml
 
+from bench.runtime.streaming import DEFAULT_CHUNK
 from bench.zoo.cards import Card, load_card
-from bench.zoo.model_family import GAN_TTS, describe, is_ctc_only, refusal
+from bench.zoo.model_family import GAN_TTS, STREAMING_ENCODERS, describe, is_ctc_only, refusal
 
 # the ESPnet recipe folder names (egs2/<corpus>/<name>/) and the harness task each one is
 RECIPE_TASKS = {"asr1": "asr", "st1": "st", "slu1": "slu", "tts1": "tts", "s2t1": "s2t"}
 # built-in card whose tokens, statistics, data and decode defaults a recipe card takes over
 TEMPLATES = {"asr": "asr-conformer-paper", "st": "st-conformer-paper",
              "slu": "slu-conformer-slutask-paper", "tts": "tts-fastspeech2-paper",
-             "gan_tts": "tts-vits-paper"}
+             "gan_tts": "tts-vits-paper", "jets": "tts-jets-paper", "joint_text2wav": "tts-joint-paper",
+             "tacotron2": "tts-tacotron2-paper"}
 # the config sections that make the model (training settings such as optim or specaug are left
 # out); normalize_conf's statistics file is the template's
 MODEL_KEYS = (
@@ -50,6 +52,9 @@ MAX_BEAM = 10  # a quick run: wider recipe beams (LibriSpeech's 60) are capped, 
 # other logits are near 0, so the search emits mostly blanks, as a trained transducer does.
 TRANSDUCER_BLANK_BIAS = {"joint_network.lin_out.bias[0]": 11.5}
 N_UTTERANCES = 3
+# what a streaming decode config sets beside the search (bench.runtime.streaming)
+STREAMING_DECODE = ("sim_chunk_length", "disable_repetition_detection", "decoder_text_length_limit",
+                    "encoded_feat_length_limit")
 _WORD = re.compile(r"[a-z]+")
 _NOT_A_CUE = {"train", "decode", "conf", "yaml", "tuning"}
 
@@ -177,6 +182,8 @@ def discover(root: Path) -> list[Recipe]:
             rec.refused = ("ESPnet's s2t task (S2TTask: Whisper-style prompt and timestamp tokens) is "
                            "not a task the harness runs")
         else:
+            if task == "tts" and cfg.get("tts") == "tacotron2":
+                cfg = _prenet_without_dropout(cfg, rec)
             rec.refused = refusal(cfg, task)
         rec.decode_path = match_decode(p, cfg, task, decodes.get(recipe_key(p, root), []))
         if rec.refused is None:
@@ -185,22 +192,42 @@ def discover(root: Path) -> list[Recipe]:
     return out
 
 
+def _prenet_without_dropout(cfg: dict, rec: "Recipe") -> dict:
+    """ESPnet's Tacotron 2 prenet keeps its dropout on at inference: 0 makes the comparison
+    deterministic (as tts-tacotron2-paper; bench/zoo/model_family.py refuses anything else)."""
+    conf = cfg.get("tts_conf") or {}
+    rate = conf.get("dropout_rate", 0.5)
+    if float(rate) == 0.0:
+        return cfg
+    rec.decode_notes.append(f"tts_conf.dropout_rate {rate} -> 0.0 (the prenet's dropout is on "
+                            "at inference)")
+    return {**cfg, "tts_conf": {**conf, "dropout_rate": 0.0}}
+
+
 def recipe_card(rec: Recipe, cfg: dict, decode: dict) -> dict:
     """The card of one training config, as plain data (written out as YAML)."""
     gan = rec.task == "tts" and cfg.get("tts") in GAN_TTS
-    template = load_card(TEMPLATES["gan_tts" if gan else rec.task])
+    key = cfg.get("tts") if rec.task == "tts" and cfg.get("tts") in TEMPLATES else \
+        "gan_tts" if gan else rec.task
+    template = load_card(TEMPLATES[key])
     model = {k: v for k, v in template.model.items() if k not in ("espnet", "set_parameters")}
     # what recipes set on the command line, not in the config: the text front end, and the
     # feature normaliser (asr.sh's global_mvn; tts.sh's as the template, none for GAN TTS)
-    espnet = {k: template.model["espnet"][k] for k in ("g2p", "cleaner", "normalize")
+    espnet = {k: template.model["espnet"][k]
+              for k in ("g2p", "cleaner", "normalize", "feats_extract", "feats_extract_conf")
               if k in template.model["espnet"]}
     espnet.update({k: cfg[k] for k in MODEL_KEYS if k in cfg})
+    if rec.task == "tts" and "feats_extract_conf" in cfg and "feats_extract_conf" in template.model["espnet"]:
+        # the config's STFT settings over the template's: fs and the mel range are the data's
+        espnet["feats_extract_conf"] = {**template.model["espnet"]["feats_extract_conf"],
+                                        **(cfg["feats_extract_conf"] or {})}
     if rec.task != "tts":
         espnet.setdefault("normalize", "global_mvn")
         model["normalize_stats"] = "computed"  # from the config's own frontend, whatever its mel bins
     model["espnet"] = espnet
     wanted = {}
-    if cfg.get("tts") == "fastspeech2":  # the template's duration bias: a sensible length at random weights
+    if rec.task == "tts" and cfg.get("tts") == template.model["espnet"].get("tts"):
+        # the template's duration bias: a sensible length at random weights
         wanted = template.model.get("set_parameters") or {}
     if cfg.get("decoder") == "transducer":
         wanted = TRANSDUCER_BLANK_BIAS
@@ -220,10 +247,22 @@ def recipe_card(rec: Recipe, cfg: dict, decode: dict) -> dict:
 
 def _decode(rec: Recipe, template: Card, decode: dict, cfg: dict) -> dict:
     if rec.task == "tts":  # the template's settings, with those the recipe's decode config sets
-        return {**template.decode, **{k: v for k, v in decode.items() if k in template.decode}}
+        out = {**template.decode, **{k: v for k, v in decode.items() if k in template.decode}}
+        keep = template.decode.get("minlenratio")
+        if cfg.get("tts") == "tacotron2" and out.get("minlenratio") != keep:
+            # the template's stop-token bias fires at every step: minlenratio sets the length
+            rec.decode_notes.append(f"minlenratio {out['minlenratio']} -> {keep} (random weights)")
+            out["minlenratio"] = keep
+        return out
     out = {**template.decode, **ESPNET_DECODE[rec.task]}
     out.pop("transducer_conf", None)
     out.update({k: v for k, v in decode.items() if k in out or k == "transducer_conf"})
+    if cfg.get("encoder") in STREAMING_ENCODERS:
+        out.update({k: decode[k] for k in STREAMING_DECODE if k in decode})
+        out.pop("segment_seconds", None)  # a stream is cut in chunks, never in segments
+        if not out.get("sim_chunk_length"):  # ESPnet's default 0 feeds the whole utterance at once
+            out["sim_chunk_length"] = DEFAULT_CHUNK
+            rec.decode_notes.append(f"sim_chunk_length {DEFAULT_CHUNK} (none set: a stream needs chunks)")
     if decode.get("lm_weight"):
         rec.decode_notes.append(f"lm_weight {decode['lm_weight']} ignored: no language model")
     if out["beam_size"] > MAX_BEAM:
@@ -233,7 +272,8 @@ def _decode(rec: Recipe, template: Card, decode: dict, cfg: dict) -> dict:
         # random weights seldom emit <eos>: every hypothesis would run to the encoder's length
         out["maxlenratio"] = template.decode.get("maxlenratio") or 0.15
         rec.decode_notes.append(f"maxlenratio 0 -> {out['maxlenratio']} (random weights)")
-    return {k: (float(v) if isinstance(v, (int, float)) and k != "beam_size" and not isinstance(v, bool)
+    whole = ("beam_size",) + STREAMING_DECODE
+    return {k: (float(v) if isinstance(v, (int, float)) and k not in whole and not isinstance(v, bool)
                 else v) for k, v in out.items()}
 
 
@@ -286,12 +326,19 @@ def _speed(case: Mapping | None) -> str:
     return f"{m['speedup']:.2f}x" + (" (noisy)" if noisy else "")
 
 
-def coverage_table(recipes: list[Recipe], doc: Mapping | None, root: Path,
+def coverage_table(recipes: list[Recipe], doc: Mapping | list[Mapping] | None, root: Path,
                    variants: tuple[str, ...] = ("onnx", "onnx-fused", "onnx-int8")) -> str:
-    """One row per training config, and the count of configs exported and agreeing."""
+    """One row per training config, and the count of configs exported and agreeing. Several
+    results documents (runs of parts of the folder) are joined: a config's cases come from the
+    last run that has them."""
+    docs = [doc] if isinstance(doc, Mapping) else list(doc or [])
     cases: dict[str, dict[str, Mapping]] = {}
-    for c in (doc or {}).get("cases", []):
-        cases.setdefault(c["card"], {})[c["variant"]] = c
+    source: dict[str, str] = {}
+    for d in docs:
+        for card in {c["card"] for c in d.get("cases", [])}:
+            cases[card] = {c["variant"]: c for c in d["cases"] if c["card"] == card}
+            source[card] = d["run"]["id"]
+    doc = docs[-1] if docs else None
     head = ["config", "task", "family", "decode config", "parameters", "onnx vs ESPnet"] + \
         [f"{v} speedup" for v in variants] + ["result"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -330,9 +377,10 @@ def coverage_table(recipes: list[Recipe], doc: Mapping | None, root: Path,
         rows.append(f"{agreeing} of {len(recipes)} training configs exported with `onnx` agreeing with "
                     f"ESPnet (text token-identical, TTS within the gate's distortion tolerance); "
                     f"{refused} refused by name.")
-    if doc:
-        run = doc["run"]
-        rows.append(f"Run {run['id']}, commit {str(run.get('git_commit'))[:10]}, machine class "
+    for d in docs:
+        run = d["run"]
+        n = sum(1 for r in recipes if source.get(r.name) == run["id"])
+        rows.append(f"Run {run['id']} ({n} configs), commit {str(run.get('git_commit'))[:10]}, machine class "
                     f"`{run['machine']['class']}`, {run.get('threads')} threads, "
                     f"{'2 timing rounds (--fast)' if run.get('fast') else 'full timing rule'}.")
     return "\n".join(rows)

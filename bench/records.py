@@ -102,6 +102,8 @@ class Metrics(_Record):
     server_rtfx: float | None = None  # N streams at once: audio seconds per wall second (offline)
     server_speedup: float | None = None  # that throughput over PyTorch's
     server_p99_ms: float | None = None  # p99 latency at a fixed arrival rate, queueing included
+    block_p90_ms: float | None = None  # streaming: p90 compute of a call that ran a decoder block
+    first_token_s: float | None = None  # streaming: when the first token shows, audio in real time
     extra: dict = field(default_factory=dict)
 
     @classmethod

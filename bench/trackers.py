@@ -280,6 +280,32 @@ def track_server(load, variant: str, streams: int, subset: list, reference: dict
     return Server(metrics, detail)
 
 
+# ----------------------------------------------------------------------------- streaming
+
+@dataclass
+class Streaming:
+    """A streaming model's figures (bench.runtime.streaming.stream_figures) over the timed subset,
+    each utterance fed chunk by chunk; reported, not gated."""
+    metrics: dict[str, Any]
+    detail: dict[str, Any]
+
+    def record(self, case: dict) -> None:
+        case["metrics"].update(self.metrics)
+        case["settings"]["streaming"] = self.detail
+
+
+def track_streaming(rec, subset: list) -> Streaming:
+    from bench.runtime.streaming import SAMPLE_RATE, stream_figures
+
+    logs = []
+    for u in subset:
+        rec(u.input)
+        logs.append(rec.log)
+    detail = {"chunk_ms": 1000 * rec.chunk / SAMPLE_RATE, "chunk_samples": rec.chunk, **stream_figures(logs)}
+    return Streaming({"block_p90_ms": detail["block_call_ms"]["p90"],
+                      "first_token_s": detail["first_token_s"]}, detail)
+
+
 # ----------------------------------------------------------------------------- memory
 
 @dataclass

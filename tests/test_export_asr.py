@@ -56,7 +56,8 @@ def test_onnx_hypotheses_equal_pytorch(card_name, beam, variant, artifacts, wave
     ref = load_recognizer(artifacts[card_name], decode, "pytorch", "cpu", threads=1)
     var = load_recognizer(artifacts[card_name], decode, variant, "cpu", threads=1)
     has_decoder = load_export_meta(artifacts[card_name]).get("has_decoder", True)
-    assert getattr(getattr(var, "recognizer", var), "cached", False) == (variant == "onnx-fused" and has_decoder)
+    decoding = getattr(getattr(var, "recognizer", var), "decoding", None)
+    assert (decoding is not None and decoding.cached) == (variant == "onnx-fused" and has_decoder)
     ref_tokens = [ref(w).tokens for w in waves]
     var_tokens = [var(w).tokens for w in waves]
     assert all(len(t) > 0 for t in ref_tokens)
@@ -92,7 +93,7 @@ def test_ctc_only_model_is_its_encoder_graph(artifacts):
         assert sorted(p.name for p in (art / "variants" / name).glob("*.onnx")) == ["encoder.onnx"]
         assert "error" not in artifact_info(art)["variants"][name]
     rec = OnnxSpeech2Text(art / "variants" / "onnx", art / "exp", meta, load_card(CTC_ONLY).decode)
-    assert rec.decoder is None and list(rec.sessions) == ["encoder.onnx"]
+    assert rec.decoding is None and list(rec.sessions) == ["encoder.onnx"]
     with pytest.raises(ValueError, match=r"decode.ctc_weight is 0.3, but this model is CTC-only "
                                          r"\(no decoder\): set it to 1.0"):
         OnnxSpeech2Text(art / "variants" / "onnx", art / "exp", meta,
@@ -220,9 +221,9 @@ def test_io_bound_decoding_decodes_the_same(artifacts, waves):
     decode = {**card.decode, "maxlenratio": -20}
     rec = load_recognizer(artifacts[card.name], decode, "onnx-fused", "cpu", threads=1)
     inner = getattr(rec, "recognizer", rec)
-    assert inner.cached and inner.bind_device is None
+    assert inner.decoding.cached and inner.decoding.bind_device is None
     want = [rec(w).tokens for w in waves[:2]]
-    inner.bind_device = "cpu"
+    inner.decoding.bind_device = "cpu"
     assert [rec(w).tokens for w in waves[:2]] == want
 
 

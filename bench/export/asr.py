@@ -31,8 +31,9 @@ from bench.export.kv_decoder import UnsupportedDecoder, export_kv_decoder
 from bench.export.rewrites import linear_pad_masks, rewrite_for_export
 from bench.export.transducer import TRANSDUCER_GRAPHS, export_transducer_steps
 
-EXPORTER_VERSION = "asr-5"  # 3: padding masks linear in the length; 4: key/value-cached decoder;
-# 5: encoder checked against the ESPnet model at export (export.json: encoder_check)
+EXPORTER_VERSION = "asr-6"  # 3: padding masks linear in the length; 4: key/value-cached decoder;
+# 5: encoder checked against the ESPnet model at export (export.json: encoder_check); 6: narrow
+# layer norms written out (rewrites.TwoPassLayerNorm), streaming models (export/streaming.py)
 OPSET = 17
 
 
@@ -133,7 +134,7 @@ def _refuse_unsupported(model, has_decoder: bool) -> None:
     encoder = type(model.encoder).__name__
     if encoder.startswith("ContextualBlock"):
         raise ValueError(f"encoder {encoder}: a streaming (contextual block) encoder, which ESPnet "
-                         "decodes block by block; streaming export is not built yet")
+                         "decodes block by block; it is exported by bench/export/streaming.py")
     if has_decoder and not hasattr(model.decoder, "decoders"):
         raise ValueError(f"decoder {type(model.decoder).__name__}: the one-step decoder graph "
                          "handles ESPnet's transformer decoder")

@@ -58,18 +58,48 @@ class InGraphRelPositionalEncoding(torch.nn.Module):
         return x * self.xscale, pe[None]
 
 
+NARROW = 16  # layer norms over fewer features than this are written out (TwoPassLayerNorm)
+
+
+class TwoPassLayerNorm(torch.nn.Module):
+    """A layer norm written out as mean, then the mean square of the deviations.
+
+    ONNX Runtime's LayerNormalization kernel takes the variance as E[x^2] - E[x]^2. Over a few
+    features that are nearly equal (the 2-wide layers of ESPnet's debug recipes) it cancels to
+    below zero, and with ESPnet's epsilon of 1e-12 the square root is NaN: 54% of near-equal
+    pairs in a test, where torch's two-pass arithmetic stays finite. Only narrow layers are
+    rewritten: real widths never come near it, and the fused kernel is faster."""
+
+    def __init__(self, orig: torch.nn.LayerNorm):
+        super().__init__()
+        self.weight, self.bias, self.eps = orig.weight, orig.bias, orig.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = x - x.mean(-1, keepdim=True)
+        y = d * torch.rsqrt((d * d).mean(-1, keepdim=True) + self.eps)
+        if self.weight is not None:
+            y = y * self.weight
+        return y + self.bias if self.bias is not None else y
+
+
 REWRITES = {
     PositionalEncoding: InGraphPositionalEncoding,
     RelPositionalEncoding: InGraphRelPositionalEncoding,
 }
 
 
+def _narrow_layer_norm(child: torch.nn.Module) -> bool:
+    return isinstance(child, torch.nn.LayerNorm) and getattr(child, "dim", -1) == -1 and \
+        len(child.normalized_shape) == 1 and child.normalized_shape[0] < NARROW
+
+
 def rewrite_for_export(module: torch.nn.Module) -> int:
-    """Swap every rewritable submodule in place (exact class match); returns the count."""
+    """Swap every rewritable submodule in place (exact class match; narrow layer norms);
+    returns the count."""
     count = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            new_cls = REWRITES.get(type(child))
+            new_cls = REWRITES.get(type(child)) or (TwoPassLayerNorm if _narrow_layer_norm(child) else None)
             if new_cls is not None:
                 setattr(parent, name, new_cls(child))
                 count += 1

@@ -1,6 +1,7 @@
 """Speech in, tokens out (ASR, SLU, ST): encoder + decoder step graphs, a beam search of ours
 (joint CTC/attention or CTC alone), or a transducer's prediction and joint step graphs with
-ESPnet's transducer search."""
+ESPnet's transducer search, or a streaming (contextual block) model's block graphs, fed chunk
+by chunk with ESPnet's block-wise search, as Speech2TextStreaming runs it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +13,8 @@ from bench.families.base import Family
 # ESPnet's inference class for each ESPnet task (what bench.runtime.torch_asr runs)
 _TORCH_INFERENCE = {"asr": "espnet2.bin.asr_inference", "slu": "espnet2.bin.slu_inference",
                     "st": "espnet2.bin.st_inference"}
+_TORCH_STREAMING = {"asr": "espnet2.bin.asr_inference_streaming",
+                    "st": "espnet2.bin.st_inference_streaming"}
 
 
 class SpeechToText(Family):
@@ -25,10 +28,12 @@ class SpeechToText(Family):
 
     def export(self, card, exp_dir, onnx_dir, espnet_task):
         from bench.export.asr import export_asr
+        from bench.export.streaming import export_streaming
         from bench.zoo.build import load_model
 
-        meta = export_asr(load_model(exp_dir, espnet_task), onnx_dir)
         cfg = yaml.safe_load((Path(exp_dir) / "config.yaml").read_text())
+        export = export_streaming if _is_streaming(cfg) else export_asr
+        meta = export(load_model(exp_dir, espnet_task), onnx_dir)
         return meta, {**meta, "num_heads": cfg["encoder_conf"].get("attention_heads", 4)}
 
     def dev_feeds(self, card, artifact, meta, graphs):
@@ -40,12 +45,14 @@ class SpeechToText(Family):
         from bench.data.sets import load_eval_set
         from bench.optimize.calibration import CALIBRATION, FEEDS_PER_GRAPH, record_feeds
         from bench.runtime.onnx_asr import OnnxSpeech2Text
+        from bench.runtime.onnx_streaming import OnnxStreamingSpeech2Text
 
         corpus = card.data.get("corpus", "asr") if card.data.get("source") == "corpus" else "asr"
         dev = dataclasses.replace(card, data={"source": "corpus", "corpus": corpus,
                                               "split": CALIBRATION["split"]})
         waves = [u.wave for u in load_eval_set(dev)[:CALIBRATION["n_utterances"]]]
-        rec = OnnxSpeech2Text(Path(graphs), Path(artifact) / "exp", meta, card.decode)
+        runtime = OnnxStreamingSpeech2Text if "streaming" in meta else OnnxSpeech2Text
+        rec = runtime(Path(graphs), Path(artifact) / "exp", meta, card.decode)
         return record_feeds(rec, waves, limit=FEEDS_PER_GRAPH)
 
     def check_variant(self, plain, derived, info, atol):
@@ -55,20 +62,25 @@ class SpeechToText(Family):
 
     def load(self, artifact, decode, variant, device, threads, espnet_task, providers):
         artifact = Path(artifact)
+        streaming = _is_streaming(_config(artifact / "exp"))
         if variant.runtime == "torch":
             from bench.runtime.torch_asr import TorchSpeech2Text
+            from bench.runtime.torch_streaming import TorchStreamingSpeech2Text
 
-            rec = TorchSpeech2Text(artifact / "exp", decode, threads=threads, device=device,
-                                   espnet_task=espnet_task)
+            runtime = TorchStreamingSpeech2Text if streaming else TorchSpeech2Text
+            rec = runtime(artifact / "exp", decode, threads=threads, device=device,
+                          espnet_task=espnet_task)
         else:
             from bench.runtime.onnx_asr import OnnxSpeech2Text, load_export_meta
+            from bench.runtime.onnx_streaming import OnnxStreamingSpeech2Text
             from bench.runtime.onnx_transducer import OnnxTransducer
 
             meta = load_export_meta(artifact)
-            runtime = OnnxTransducer if "transducer" in meta else OnnxSpeech2Text
+            runtime = OnnxTransducer if "transducer" in meta else \
+                OnnxStreamingSpeech2Text if "streaming" in meta else OnnxSpeech2Text
             rec = runtime(artifact / "variants" / variant.name, artifact / "exp", meta, decode,
                           threads=threads, providers=providers)
-        if decode.get("segment_seconds"):
+        if decode.get("segment_seconds") and not streaming:  # a stream is already cut in chunks
             from bench.runtime.long_form import LongForm
 
             rec = LongForm(rec, _model_rate(artifact / "exp"), decode["segment_seconds"])
@@ -77,8 +89,10 @@ class SpeechToText(Family):
     def runtime_imports(self, runtime, espnet_task):
         if runtime == "torch":
             return ("torch", _TORCH_INFERENCE.get(espnet_task, _TORCH_INFERENCE["asr"]),
-                    "bench.runtime.torch_asr")
-        return ("onnxruntime", "bench.runtime.onnx_asr", "bench.runtime.onnx_transducer")
+                    _TORCH_STREAMING.get(espnet_task, _TORCH_STREAMING["asr"]),
+                    "bench.runtime.torch_asr", "bench.runtime.torch_streaming")
+        return ("onnxruntime", "bench.runtime.onnx_asr", "bench.runtime.onnx_transducer",
+                "bench.runtime.onnx_streaming")
 
     def outputs_agreement(self, base, head, waves):
         from bench.metrics.text import agreement_ter
@@ -90,10 +104,20 @@ class SpeechToText(Family):
                 "agrees_with_pytorch": output.tokens == reference_output.tokens}
 
 
+def _config(exp_dir: Path) -> dict:
+    return yaml.safe_load((Path(exp_dir) / "config.yaml").read_text()) or {}
+
+
+def _is_streaming(cfg: dict) -> bool:
+    from bench.zoo.model_family import STREAMING_ENCODERS
+
+    return cfg.get("encoder") in STREAMING_ENCODERS
+
+
 def _model_rate(exp_dir: Path) -> int:
     from bench.data.sets import SAMPLE_RATE, parse_rate
 
-    fs = ((yaml.safe_load((exp_dir / "config.yaml").read_text()) or {}).get("frontend_conf") or {}).get("fs")
+    fs = (_config(exp_dir).get("frontend_conf") or {}).get("fs")
     return parse_rate(fs) if fs else SAMPLE_RATE
 
 

@@ -41,12 +41,13 @@ def timed_attr(owner, name: str, label: str, seconds: Counter, calls: Counter, a
 
 def graph_sessions(rec) -> dict:
     """The ONNX Runtime sessions a recognizer runs, by name: its attributes that are sessions
-    (encoder, decoder, cross_kv), and its ``sessions`` dict (TTS graphs)."""
+    (encoder), and its ``sessions`` dict (decoder.onnx, TTS graphs) by graph file, less ".onnx"."""
     inner = getattr(rec, "recognizer", rec)  # unwrap the long-recording windows
     found = {name: s for name, s in vars(inner).items() if hasattr(s, "run") and hasattr(s, "get_inputs")}
     # each session once: wrapped twice, a graph's time would be counted twice
     seen = {id(s) for s in found.values()}
-    found.update({g: s for g, s in (getattr(inner, "sessions", {}) or {}).items() if id(s) not in seen})
+    found.update({g.removesuffix(".onnx"): s for g, s in (getattr(inner, "sessions", {}) or {}).items()
+                  if id(s) not in seen})
     return found
 
 

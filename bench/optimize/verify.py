@@ -111,8 +111,42 @@ def _transducer_steps_diff(plain: Path, variant: Path, meta: dict, enc: np.ndarr
     return worst
 
 
+STREAM_CHUNK = 640  # samples: a streaming variant is fed as its users feed it, chunk by chunk
+
+
+def _stream(graphs: Path, meta: dict, speech: np.ndarray) -> list:
+    """A streaming export's encoder frames and CTC log-probs for ``speech`` fed in chunks."""
+    from bench.runtime.streaming import stream_chunks
+    from bench.runtime.streaming_encoder import StreamingEncoder
+
+    enc = StreamingEncoder(graphs, meta, threads=1)
+    outs = [enc.feed(speech[a:b], final) for a, b, final in stream_chunks(speech.shape[0], STREAM_CHUNK)]
+    return [np.concatenate([o[i] for o in outs]) for i in range(2) if outs[0][i] is not None]
+
+
+def _check_streaming(plain: Path, variant: Path, meta: dict, atol: float | None) -> dict:
+    rng, report = np.random.default_rng(0), {}
+    for secs in CHECK_SECONDS:
+        speech = (rng.standard_normal(int(16000 * secs)) * 0.1).astype(np.float32)
+        want = _stream(plain, meta, speech)
+        try:
+            got = _stream(variant, meta, speech)
+        except Exception as e:
+            raise VariantCheckError(f"{variant}: the streaming encoder graphs fail on a {secs} s input "
+                                    f"in {STREAM_CHUNK}-sample chunks: {str(e).strip().splitlines()[-1][:200]}") from e
+        report[f"stream_{secs}s"], _ = compare_outputs(f"{variant} streaming encoder ({secs} s)", got, want, atol)
+        if want[0].shape[0]:
+            ys = rng.integers(1, meta["vocab_size"] - 1, (3, 5)).astype(np.int64)
+            report[f"decoder_{secs}s"], _ = compare_outputs(
+                f"{variant / 'decoder.onnx'}", _decode_steps(variant, meta, ys, want[0][None]),
+                _decode_steps(plain, meta, ys, want[0][None]), atol)
+    return {"max_abs_diff": {k: float(f"{v:.3g}") for k, v in report.items()}, "atol": atol}
+
+
 def check_variant(plain: Path, variant: Path, meta: dict, atol: float | None) -> dict:
     """Raise VariantCheckError naming the graph and the input length; else the max errors."""
+    if "streaming" in meta:
+        return _check_streaming(plain, variant, meta, atol)
     rng = np.random.default_rng(0)
     enc_p, enc_v = check_session(plain / "encoder.onnx"), check_session(variant / "encoder.onnx")
     report = {}

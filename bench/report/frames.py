@@ -23,7 +23,7 @@ __all__ = ["QUALITY_KEYS", "task_quality", "cases_frame", "current_cases", "late
 QUALITY_KEYS = tuple(dict.fromkeys(k for t in TASKS.values() for k in t.quality))
 _SCALARS = ("rtf", "rtfx", "speedup", "first_call_ms", "load_ms", "peak_rss_mb", "process_peak_mb", "peak_gpu_mb",
             "model_mb", "agreement_ter", "real_agreement_ter", "gops_per_s", "peak_percent",
-            "server_rtfx", "server_speedup", "server_p99_ms") + QUALITY_KEYS
+            "server_rtfx", "server_speedup", "server_p99_ms", "block_p90_ms", "first_token_s") + QUALITY_KEYS
 
 
 def task_quality(task: str) -> tuple[str, ...]:

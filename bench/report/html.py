@@ -160,6 +160,8 @@ def _case_table(cur: pd.DataFrame, task: str, table_id: str) -> str:
         row["server RTFx"] = _num(r["server_rtfx"], 1)
         row["server speedup"] = _num(r["server_speedup"], 2)
         row["server p99 ms"] = _num(r["server_p99_ms"], 0)
+        row["stream block p90 ms"] = _num(r["block_p90_ms"], 1)
+        row["first token s"] = _num(r["first_token_s"], 2)
         row["status"] = _e(r["status"])
         row["verdict"] = _e(verdict)
         row["reasons"] = _e("\n".join(str(x) for x in reasons))
@@ -175,6 +177,8 @@ def _case_table(cur: pd.DataFrame, task: str, table_id: str) -> str:
         df = df.drop(columns=["GOP/s in graphs", "% of GEMM peak"])  # no roofline measured
     if cur["server_rtfx"].isna().all():
         df = df.drop(columns=["server RTFx", "server speedup", "server p99 ms"])  # not run (--server)
+    if cur["block_p90_ms"].isna().all():
+        df = df.drop(columns=["stream block p90 ms", "first token s"])  # no streaming model here
     text_cols = {"card", "data", "variant", "device", "run", "status", "verdict"}
     cls = pd.DataFrame([[("reasons " if c == "reasons" else "txt " if c in text_cols else "") + tone
                          for c in df.columns] for tone in classes], columns=df.columns)

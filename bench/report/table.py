@@ -138,6 +138,29 @@ def roofline_table(docs: list[Mapping]) -> str:
     return "\n".join(out)
 
 
+def streaming_table(docs: list[Mapping]) -> str:
+    """The streaming figures of each streaming model's case (bench.runtime.streaming)."""
+    out = ["| card | variant | chunk ms | RTF | call p50/p90/p99 ms | block call p50/p90/p99 ms | "
+           "final call p50/p99 ms | first token: audio s / at s | behind real time |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    trio = lambda p: "/".join(num(p[k], "{:.1f}") for k in ("p50", "p90", "p99"))  # noqa: E731
+    for doc in docs:
+        for c in doc["cases"]:
+            s = (c.get("settings") or {}).get("streaming")
+            if not s or c["status"] != "ok" or not s.get("measured", True):
+                continue
+            out.append(f"| {c['card']} | {c['variant']} | {num(s['chunk_ms'], '{:.0f}')} | "
+                       f"{num(c['metrics'].get('rtf'), '{:.3f}')} | {trio(s['call_ms'])} | "
+                       f"{trio(s['block_call_ms'])} | {num(s['final_ms']['p50'], '{:.1f}')}/"
+                       f"{num(s['final_ms']['p99'], '{:.1f}')} | {num(s['first_token_audio_s'], '{:.2f}')} / "
+                       f"{num(s['first_token_s'], '{:.2f}')} | {num(s['behind_real_time'], '{:.1%}')} |")
+    runs = ", ".join(d["run"]["id"] for d in docs)
+    out += ["", "Each utterance of the timed subset fed in chunks as ESPnet's streaming inference feeds "
+            "it; a block call is a call that ran at least one decoder block; the first token's time "
+            f"assumes the audio arrives in real time; runs {runs}."]
+    return "\n".join(out)
+
+
 def server_table(docs: list[Mapping]) -> str:
     """The server scenario of each case run with --server: offline throughput across streams,
     its ratio to PyTorch's, and latency at the fixed arrival rate."""

@@ -159,6 +159,33 @@ class _CTCPrefixScorer:
         r[:, 1, 0] = np.cumsum(self.xb.astype(np.float64)).astype(np.float32)
         return r
 
+    def extend(self, logp: np.ndarray) -> None:
+        """More frames (streaming): ``logp`` (T', V) holds all frames seen so far. Like
+        CTCPrefixScoreTH.extend_prob (CP:226-245) it only acts when T' > T, and the first T
+        frames keep their old values."""
+        if logp.shape[0] <= self.T:
+            return
+        new = np.asarray(logp[self.T:], dtype=np.float32)
+        self.x = np.ascontiguousarray(np.concatenate((self.x, new), axis=0))
+        self.T = self.x.shape[0]
+        self.xb = np.ascontiguousarray(self.x[:, self.blank])
+
+    def extend_r(self, r: np.ndarray) -> np.ndarray:
+        """CTCPrefixScoreTH.extend_state (CP:247-270) for hypotheses r (T_old, 2, n) scored
+        on fewer frames: r_n stays logzero past T_old (ESPnet's approximation) and r_b keeps
+        accumulating blank with sequential float32 adds."""
+        t_old, _, n = r.shape
+        if t_old >= self.T:
+            return r
+        out = np.full((self.T, 2, n), LOGZERO, dtype=np.float32)
+        out[:t_old] = r
+        start = max(t_old, 1)
+        seq = np.empty((self.T - start + 1, n), dtype=np.float32)
+        seq[0] = out[start - 1, 1]
+        seq[1:] = self.xb[start:, None]
+        out[start:, 1] = np.add.accumulate(seq, axis=0, dtype=np.float32)[1:]
+        return out
+
     def score(self, yseq: np.ndarray, r_prev: np.ndarray, s_prev: np.ndarray | None,
               ids: np.ndarray | None):
         """yseq (n, L); r_prev (T, 2, n); s_prev (n,) or None at the first step;
@@ -340,83 +367,125 @@ def beam_search(
     ]
 
 
+class _Beam:
+    """Running hypotheses, best first: yseq (n, L) int64 with sos; score (n,) float32;
+    cache: the decoder cache (None before the first step or without a decoder);
+    r (T, 2, n) CTC forward variables, or None for a never-scored prefix (ESPnet's state
+    None: the blank cumsum over the frames at its first scoring); s (n,) the prefix's
+    log_psi, or None (s_prev = 0)."""
+
+    __slots__ = ("yseq", "score", "cache", "r", "s")
+
+    def __init__(self, yseq, score, cache=None, r=None, s=None):
+        self.yseq, self.score, self.cache, self.r, self.s = yseq, score, cache, r, s
+
+    def __len__(self) -> int:
+        return self.yseq.shape[0]
+
+    def take(self, idx: np.ndarray) -> "_Beam":
+        """The hypotheses idx (an int array), as ESPnet's _batch_select."""
+        return _Beam(self.yseq[idx], self.score[idx],
+                     None if self.cache is None else _select(self.cache, idx),
+                     None if self.r is None else self.r[:, :, idx],
+                     None if self.s is None else self.s[idx])
+
+
+class _Expander:
+    """One step of BatchBeamSearch.search (BB:259-363) for the scorers Speech2Text builds:
+    the best ``beam_size`` extensions of a set of running hypotheses, sorted best first,
+    before any post-processing."""
+
+    def __init__(self, V: int, eos: int, cfg: BeamSearchConfig):
+        self.V, self.eos, self.beam = V, eos, cfg.beam_size
+        # Speech2Text drops scorers whose weight is 0
+        w_dec = 1.0 - cfg.ctc_weight
+        self.use_dec = w_dec != 0
+        self.use_ctc = cfg.ctc_weight != 0
+        self.use_len = cfg.penalty != 0
+        # torch multiplies a float32 tensor by a Python scalar in float32
+        self.w_dec32 = np.float32(w_dec)
+        self.w_ctc32 = np.float32(cfg.ctc_weight)
+        self.pen32 = np.float32(cfg.penalty) * np.float32(1.0)
+        self.pre_beam = int(cfg.pre_beam_ratio * cfg.beam_size)
+        # pre_beam_score_key is "full" unless ctc_weight == 1 (then None)
+        self.do_pre_beam = cfg.ctc_weight != 1.0 and self.pre_beam < V and self.use_ctc
+
+    def __call__(self, hyps: _Beam, step, memory, ctc) -> _Beam:
+        """memory(n) -> (n, T, D) decoder memory; ctc: the _CTCPrefixScorer or None."""
+        V, eos = self.V, self.eos
+        yseq, score = hyps.yseq, hyps.score
+        n = yseq.shape[0]
+        ws = np.zeros((n, V), dtype=np.float32)
+        if self.use_dec:
+            logp, new_cache = step(yseq, hyps.cache, memory(n))
+            ws += self.w_dec32 * np.asarray(logp, dtype=np.float32)
+        if self.use_len:
+            ws += self.pen32
+        ids = None
+        if self.use_ctc:
+            r_state = hyps.r
+            if r_state is None:
+                r_state = np.repeat(ctc.initial_r(), n, axis=2)
+            elif r_state.shape[0] < ctc.T:
+                r_state = ctc.extend_r(r_state)
+            ids = _topk_rows_set(ws, self.pre_beam) if self.do_pre_beam else None
+            ctc_sc, Z, log_psi, idmap, S = ctc.score(yseq, r_state, hyps.s, ids)
+            ws += self.w_ctc32 * ctc_sc
+        ws += score[:, None]
+
+        if self.do_pre_beam:
+            top = _topk_among(ws, ids, eos, self.beam)
+        else:
+            top = _topk_1d(ws.reshape(-1), self.beam)
+        prev = top // V
+        tok = top % V
+
+        out = _Beam(np.concatenate((yseq[prev], tok[:, None]), axis=1), ws[prev, tok])
+        if self.use_dec:
+            out.cache = _select(new_cache, prev)
+        if self.use_ctc:
+            out.r, out.s = ctc.select(Z, log_psi, idmap, S, prev, tok)
+        return out
+
+
 def _search(enc, ctc_logp, step, sos, eos, cfg, maxlen, minlen):
     V = ctc_logp.shape[1]
-    beam = cfg.beam_size
-    # Speech2Text drops scorers whose weight is 0
-    w_dec = 1.0 - cfg.ctc_weight
-    use_dec = w_dec != 0
-    use_ctc = cfg.ctc_weight != 0
-    use_len = cfg.penalty != 0
-    # torch multiplies a float32 tensor by a Python scalar in float32
-    w_dec32 = np.float32(w_dec)
-    w_ctc32 = np.float32(cfg.ctc_weight)
-    pen32 = np.float32(cfg.penalty) * np.float32(1.0)
-    pre_beam = int(cfg.pre_beam_ratio * beam)
-    # pre_beam_score_key is "full" unless ctc_weight == 1 (then None)
-    do_pre_beam = cfg.ctc_weight != 1.0 and pre_beam < V and use_ctc
+    expand = _Expander(V, eos, cfg)
+    ctc = _CTCPrefixScorer(ctc_logp, blank=0, eos=eos) if expand.use_ctc else None
 
-    ctc = _CTCPrefixScorer(ctc_logp, blank=0, eos=eos) if use_ctc else None
-
-    yseq = np.array([[sos]], dtype=np.int64)
-    score = np.zeros(1, dtype=np.float32)
-    cache = None
-    r_state = ctc.initial_r() if use_ctc else None
-    s_state = None  # None = first step (s_prev = 0.0)
+    hyps = _Beam(np.array([[sos]], dtype=np.int64), np.zeros(1, dtype=np.float32),
+                 r=ctc.initial_r() if ctc is not None else None)
     memory_by_n: dict[int, np.ndarray] = {}
+
+    def memory(n):
+        mem = memory_by_n.get(n)
+        if mem is None:
+            mem = np.ascontiguousarray(np.broadcast_to(enc, (n,) + enc.shape))
+            memory_by_n[n] = mem
+        return mem
+
     ended: list[tuple[np.ndarray, np.float32]] = []
     ended_len: list[tuple[int, float]] = []  # for end detection
 
     for i in range(maxlen):
-        n = yseq.shape[0]
-        ws = np.zeros((n, V), dtype=np.float32)
-        if use_dec:
-            mem = memory_by_n.get(n)
-            if mem is None:
-                mem = np.ascontiguousarray(np.broadcast_to(enc, (n,) + enc.shape))
-                memory_by_n[n] = mem
-            logp, new_cache = step(yseq, cache, mem)
-            ws += w_dec32 * np.asarray(logp, dtype=np.float32)
-        if use_len:
-            ws += pen32
-        if use_ctc:
-            ids = _topk_rows_set(ws, pre_beam) if do_pre_beam else None
-            ctc_sc, Z, log_psi, idmap, S = ctc.score(yseq, r_state, s_state, ids)
-            ws += w_ctc32 * ctc_sc
-        ws += score[:, None]
-
-        top = _topk_among(ws, ids, eos, beam) if do_pre_beam else _topk_1d(ws.reshape(-1), beam)
-        prev = top // V
-        tok = top % V
-
-        yseq = np.concatenate((yseq[prev], tok[:, None]), axis=1)
-        score = ws[prev, tok]
-        if use_dec:
-            cache = _select(new_cache, prev)
-        if use_ctc:
-            r_state, s_state = ctc.select(Z, log_psi, idmap, S, prev, tok)
+        hyps = expand(hyps, step, memory, ctc)
 
         # post_process
         if i == maxlen - 1:
             # force eos so that something ends (no score is added for it)
-            yseq = np.concatenate(
-                (yseq, np.full((yseq.shape[0], 1), eos, dtype=np.int64)), axis=1
+            hyps.yseq = np.concatenate(
+                (hyps.yseq, np.full((len(hyps), 1), eos, dtype=np.int64)), axis=1
             )
-        is_eos = yseq[:, -1] == eos
+        is_eos = hyps.yseq[:, -1] == eos
         if is_eos.any():
             if i >= minlen:
                 for b in np.flatnonzero(is_eos):
-                    ended.append((yseq[b].copy(), score[b]))
-                    ended_len.append((yseq.shape[1], float(score[b])))
-            keep = np.flatnonzero(~is_eos)
-            yseq, score = yseq[keep], score[keep]
-            if use_dec:
-                cache = _select(cache, keep)
-            if use_ctc:
-                r_state, s_state = r_state[:, :, keep], s_state[keep]
+                    ended.append((hyps.yseq[b].copy(), hyps.score[b]))
+                    ended_len.append((hyps.yseq.shape[1], float(hyps.score[b])))
+            hyps = hyps.take(np.flatnonzero(~is_eos))
 
         if cfg.maxlenratio == 0.0 and _end_detect(ended_len, i):
             break
-        if yseq.shape[0] == 0:
+        if len(hyps) == 0:
             break
     return ended

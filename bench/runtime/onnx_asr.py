@@ -56,43 +56,28 @@ def load_session(path: Path, threads: int, providers: list[str]) -> ort.Inferenc
         raise ModelFileError(f"{path}: cannot load ONNX model ({type(e).__name__}: {e})") from e
 
 
-class OnnxSpeech2Text:
-    def __init__(self, graphs_dir: Path, exp_dir: Path, export_meta: dict, decode: dict,
-                 threads: int = 1, providers: list[str] | None = None):
-        providers = providers or ["CPUExecutionProvider"]
-        self.encoder_path = Path(graphs_dir) / "encoder.onnx"
-        self.encoder = load_session(self.encoder_path, threads, providers)
-        self.decoder = load_session(Path(graphs_dir) / "decoder.onnx", threads, providers) \
-            if export_meta.get("has_decoder", True) else None
-        # a key/value-cached decoder step (export/kv_decoder.py) comes with its cross_kv graph
-        self.cached = self.decoder is not None and \
-            "cross_k_0" in {i.name for i in self.decoder.get_inputs()}
+class DecoderGraphs:
+    """decoder.onnx, or with a key/value-cached step (export/kv_decoder.py) decoder_kv's graph and
+    cross_kv.onnx: the beam search's step function over one encoder output."""
+
+    def __init__(self, graphs_dir: Path, export_meta: dict, threads: int, providers: list[str]):
+        self.decoder = load_session(Path(graphs_dir) / "decoder.onnx", threads, providers)
+        self.cached = "cross_k_0" in {i.name for i in self.decoder.get_inputs()}
         self.cross_kv = load_session(Path(graphs_dir) / "cross_kv.onnx", threads, providers) \
             if self.cached else None
         self.meta = export_meta
-        self.cfg = BeamSearchConfig(
-            beam_size=decode["beam_size"], ctc_weight=decode["ctc_weight"],
-            penalty=decode.get("penalty", 0.0), maxlenratio=decode.get("maxlenratio", 0.0),
-            minlenratio=decode.get("minlenratio", 0.0))
-        if not export_meta.get("has_ctc", True) and self.cfg.ctc_weight != 0:
-            raise ValueError(f"decode.ctc_weight is {self.cfg.ctc_weight}, but this model has no CTC "
-                             f"over its output tokens (an ST model without st_ctc): set it to 0")
-        if self.decoder is None and self.cfg.ctc_weight != 1:
-            raise ValueError(f"decode.ctc_weight is {self.cfg.ctc_weight}, but this model is CTC-only "
-                             f"(no decoder): set it to 1.0, as the recipe's decode_ctc config does")
-        self.converter = TokenConverter(exp_dir)
-        self.min_samples = export_meta.get("subsampling_min_samples", 0)
         # On CUDA the cross-attention keys and values stay on the GPU for every step of an
         # utterance (IO binding) instead of being copied there at each step.
         self.bind_device = "cuda" if providers[0] == "CUDAExecutionProvider" else None
 
     @property
     def sessions(self) -> dict:
-        """{graph file: session}, as bench.optimize.calibration records them."""
-        graphs = {"encoder.onnx": self.encoder}
-        if self.decoder is not None:
-            graphs["decoder.onnx"] = self.decoder
+        graphs = {"decoder.onnx": self.decoder}
         return {**graphs, "cross_kv.onnx": self.cross_kv} if self.cross_kv else graphs
+
+    def step_for(self, enc: np.ndarray):
+        """The step function for encoder output ``enc`` ((1, T, D) or (T, D))."""
+        return self._cached_step(enc.reshape((1,) + enc.shape[-2:])) if self.cached else self._step
 
     def _step(self, ys, cache, memory):
         if cache is None:
@@ -103,7 +88,7 @@ class OnnxSpeech2Text:
         return logp, new_cache
 
     def _cached_step(self, enc):
-        """A step over keys and values computed once for this utterance; memory goes unused.
+        """A step over keys and values computed once for this encoder output; memory goes unused.
         Its cache is a list of per-layer arrays (self_k_0, self_v_0, ...) with beams on axis 0."""
         kv = self.meta["kv_decoder"]
         names = [i.name for i in self.decoder.get_inputs() if i.name.startswith("self_")]
@@ -125,6 +110,35 @@ class OnnxSpeech2Text:
             return logp, new_cache
         return step
 
+
+class OnnxSpeech2Text:
+    def __init__(self, graphs_dir: Path, exp_dir: Path, export_meta: dict, decode: dict,
+                 threads: int = 1, providers: list[str] | None = None):
+        providers = providers or ["CPUExecutionProvider"]
+        self.encoder_path = Path(graphs_dir) / "encoder.onnx"
+        self.encoder = load_session(self.encoder_path, threads, providers)
+        self.decoding = DecoderGraphs(graphs_dir, export_meta, threads, providers) \
+            if export_meta.get("has_decoder", True) else None
+        self.meta = export_meta
+        self.cfg = BeamSearchConfig(
+            beam_size=decode["beam_size"], ctc_weight=decode["ctc_weight"],
+            penalty=decode.get("penalty", 0.0), maxlenratio=decode.get("maxlenratio", 0.0),
+            minlenratio=decode.get("minlenratio", 0.0))
+        if not export_meta.get("has_ctc", True) and self.cfg.ctc_weight != 0:
+            raise ValueError(f"decode.ctc_weight is {self.cfg.ctc_weight}, but this model has no CTC "
+                             f"over its output tokens (an ST model without st_ctc): set it to 0")
+        if self.decoding is None and self.cfg.ctc_weight != 1:
+            raise ValueError(f"decode.ctc_weight is {self.cfg.ctc_weight}, but this model is CTC-only "
+                             f"(no decoder): set it to 1.0, as the recipe's decode_ctc config does")
+        self.converter = TokenConverter(exp_dir)
+        self.min_samples = export_meta.get("subsampling_min_samples", 0)
+
+    @property
+    def sessions(self) -> dict:
+        """{graph file: session}, as bench.optimize.calibration records them."""
+        graphs = {"encoder.onnx": self.encoder}
+        return {**graphs, **self.decoding.sessions} if self.decoding else graphs
+
     def __call__(self, wave: np.ndarray) -> Recognition:
         if wave.shape[0] < self.min_samples:
             raise ValueError(f"audio of {wave.shape[0]} samples is too short for the encoder's "
@@ -135,7 +149,7 @@ class OnnxSpeech2Text:
         # without CTC the search never reads these scores; it takes only the vocabulary size
         ctc_logp = outs[1] if len(outs) > 1 else \
             np.zeros((1, enc.shape[1], self.meta["vocab_size"]), dtype=np.float32)
-        step = self._cached_step(enc) if self.cached else self._step
+        step = self.decoding.step_for(enc) if self.decoding else None
         hyps = beam_search(enc[0], ctc_logp[0], step, sos=self.meta["sos"],
                            eos=self.meta["eos"], cfg=self.cfg)
         # like ESPnet's Speech2Text: no hypothesis -> empty output; blank (id 0) dropped

@@ -12,9 +12,9 @@ ENCODERS = ("conformer", "transformer", "e_branchformer", "branchformer")
 STREAMING_ENCODERS = ("contextual_block_transformer", "contextual_block_conformer")
 ATTENTION_DECODERS = ("transformer",)  # what the one-step decoder graph handles
 TRANSDUCER_RNNS = ("lstm",)
-TTS_MODELS = ("fastspeech2", "vits")  # bench/export/tts.py
+TTS_MODELS = ("fastspeech2", "vits", "jets", "joint_text2wav", "tacotron2")  # bench/export/tts.py
 GAN_TTS = ("vits", "jets", "joint_text2wav")  # built by ESPnet's GANTTSTask
-AUTOREGRESSIVE_TTS = ("tacotron2", "transformer")
+AUTOREGRESSIVE_TTS = ("tacotron2", "transformer")  # stop token; "transformer" not exported yet
 
 
 def is_ctc_only(cfg: dict) -> bool:
@@ -56,8 +56,7 @@ def refusal(cfg: dict, task: str) -> str | None:
             return f"{key} {cfg[key]!r} is not supported by the exporter"
     encoder = cfg.get("encoder")
     if encoder in STREAMING_ENCODERS:
-        return (f"encoder {encoder!r} is a streaming (contextual block) encoder, which ESPnet decodes "
-                "block by block (Speech2TextStreaming); streaming export is not built yet")
+        return _streaming_refusal(cfg, task)
     if encoder not in ENCODERS:
         return f"encoder {encoder!r} is not supported: the exporter handles {', '.join(ENCODERS)}"
     decoder = cfg.get("decoder")
@@ -82,10 +81,45 @@ def refusal(cfg: dict, task: str) -> str | None:
     return None
 
 
+def _streaming_refusal(cfg: dict, task: str) -> str | None:
+    """A contextual-block model: exported block by block (bench/export/streaming.py) and decoded
+    as ESPnet's Speech2TextStreaming decodes it, with a transformer decoder."""
+    conf = cfg.get("encoder_conf") or {}
+    if conf.get("init_average", True) is False:
+        return ("encoder_conf.init_average false is not supported: ESPnet's own streaming inference "
+                "fails on it (the block's context vector is taken with max, which returns a tuple)")
+    if cfg.get("decoder") not in ATTENTION_DECODERS:
+        return (f"decoder {cfg.get('decoder')!r} with a streaming encoder is not supported: ESPnet's "
+                "block-wise search runs a transformer decoder")
+    return None
+
+
 def _tts_refusal(cfg: dict) -> str | None:
     model = cfg.get("tts")
     if model is None:
         return "no 'tts' field: not an ESPnet TTS training config"
+    if model == "tacotron2":
+        # what the Tacotron 2 exporter (bench/export/tts.py) reproduces: one speaker, location
+        # attention, no output activation, and a prenet without dropout (ESPnet applies it at
+        # inference too, with random masks no graph can reproduce)
+        conf = cfg.get("tts_conf") or {}
+        if conf.get("atype", "location") != "location":
+            return (f"tts_conf.atype {conf['atype']!r} is not supported: the Tacotron 2 exporter "
+                    "handles location-sensitive attention")
+        for key in ("spks", "langs", "spk_embed_dim"):
+            if conf.get(key) not in (None, 0, 1):
+                return (f"tts_conf.{key} {conf[key]!r}: multi-speaker / multi-language Tacotron 2 "
+                        "is not exported")
+        if conf.get("use_gst"):
+            return "tts_conf.use_gst: Tacotron 2 with global style tokens is not exported"
+        if conf.get("output_activation") is not None:
+            return f"tts_conf.output_activation {conf['output_activation']!r} is not supported"
+        rate = conf.get("dropout_rate", 0.5)
+        if conf.get("prenet_layers", 2) and float(rate) != 0.0:
+            return (f"tts_conf.dropout_rate {rate}: ESPnet's Tacotron 2 prenet applies dropout at "
+                    "inference too (fresh random masks every run, which no ONNX graph reproduces); "
+                    "a card sets it to 0.0 to compare ONNX with ESPnet")
+        return None
     if model in TTS_MODELS:
         return None
     kind = "an autoregressive model (stop token)" if model in AUTOREGRESSIVE_TTS else "a model"
