@@ -32,12 +32,7 @@ from test_beam_search import _decoder_step, _model  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
 
 def _espnet_online(model, *, beam, ctc_weight, penalty, disable_rep, incremental=False,

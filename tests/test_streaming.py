@@ -6,6 +6,7 @@ test_beam_search_online.py.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -16,6 +17,8 @@ from bench.runtime.streaming import StreamCall, StreamLog, stream_chunks, stream
 from bench.zoo.cards import load_card
 
 CARD = "asr-streaming-smoke"
+# BENCH_STREAMING_CARDS=asr-streaming-paper runs the whole-stream agreement on other cards
+CARDS = os.environ.get("BENCH_STREAMING_CARDS", CARD).split(",")
 
 
 def test_chunks_are_cut_as_espnets_streaming_inference():
@@ -91,22 +94,24 @@ def waves():
 
 
 @pytest.fixture(scope="module")
-def artifact(in_shared_cache):
+def artifacts(in_shared_cache):
     from bench.artifacts import ensure_artifact
 
-    return ensure_artifact(load_card(CARD))
+    return {name: ensure_artifact(load_card(name)) for name in dict.fromkeys(CARDS + [CARD])}
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("card_name", CARDS)
 @pytest.mark.parametrize("variant", ["onnx", "onnx-fused"])
-def test_onnx_stream_equals_espnets_streaming_inference(variant, artifact, waves, torch_one_thread):
+def test_onnx_stream_equals_espnets_streaming_inference(card_name, variant, artifacts, waves,
+                                                        torch_one_thread):
     """Short, medium and 60 s inputs fed in the card's chunks: the final hypothesis, and after
     every call the number of tokens the user sees and the decoder blocks run, all equal."""
     from bench.runtime.load import load_recognizer
 
-    card = load_card(CARD)
-    ref = load_recognizer(artifact, card.decode, "pytorch", "cpu", threads=1)
-    var = load_recognizer(artifact, card.decode, variant, "cpu", threads=1)
+    card = load_card(card_name)
+    ref = load_recognizer(artifacts[card_name], card.decode, "pytorch", "cpu", threads=1)
+    var = load_recognizer(artifacts[card_name], card.decode, variant, "cpu", threads=1)
     for w in waves:
         want, got = ref(w), var(w)
         assert got.tokens == want.tokens
@@ -117,11 +122,11 @@ def test_onnx_stream_equals_espnets_streaming_inference(variant, artifact, waves
 
 
 @pytest.mark.slow
-def test_int8_stream_decodes_and_reports_its_figures(artifact, waves):
+def test_int8_stream_decodes_and_reports_its_figures(artifacts, waves):
     from bench.runtime.load import load_recognizer
 
     card = load_card(CARD)
-    rec = load_recognizer(artifact, card.decode, "onnx-int8", "cpu", threads=1)
+    rec = load_recognizer(artifacts[CARD], card.decode, "onnx-int8", "cpu", threads=1)
     rec(waves[1])
     f = stream_figures([rec.log])
     assert f["calls"] == len(stream_chunks(waves[1].shape[0], card.decode["sim_chunk_length"]))

@@ -28,12 +28,7 @@ TOKENS = ["<blank>", "<unk>"] + [f"t{i}" for i in range(20)] + ["<sos/eos>"]
 BLOCKS = dict(block_size=40, hop_size=16, look_ahead=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
 
 def _asr_args(encoder: str, frontend_conf: dict, normalize=None, normalize_conf=None, **enc):

@@ -75,6 +75,15 @@ CHECK_TOKENS = (5, 23, 71)
 # ---------------------------------------------------------------- shared pieces
 
 
+
+def _register_inverse_mvn(module: torch.nn.Module, normalize, dim: int) -> None:
+    """mel_std and mel_mean buffers for GlobalMVN.inverse (x * std + mean, each only where the
+    normaliser applies it), in float32."""
+    std = normalize.std if normalize is not None and normalize.norm_vars else torch.ones(dim)
+    mean = normalize.mean if normalize is not None and normalize.norm_means else torch.zeros(dim)
+    module.register_buffer("mel_std", std.detach().float().clone())
+    module.register_buffer("mel_mean", mean.detach().float().clone())
+
 class InGraphScaledPositionalEncoding(torch.nn.Module):
     """ESPnet's ScaledPositionalEncoding (x + alpha * pe) with pe computed from x's length.
 
@@ -171,13 +180,7 @@ class FastSpeech2Graph(torch.nn.Module):
         super().__init__()
         self.fs2 = fs2
         self.denormalize = denormalize  # False: the mel as the text2mel gives it (joint_text2wav)
-        # GlobalMVN.inverse: x * std (norm_vars) + mean (norm_means), in float32
-        dim = fs2.odim
-        std = normalize.std if normalize is not None and normalize.norm_vars else torch.ones(dim)
-        mean = normalize.mean if normalize is not None and normalize.norm_means \
-            else torch.zeros(dim)
-        self.register_buffer("mel_std", std.detach().float().clone())
-        self.register_buffer("mel_mean", mean.detach().float().clone())
+        _register_inverse_mvn(self, normalize, fs2.odim)
 
     def forward(self, text, alpha):
         m = self.fs2
@@ -496,12 +499,7 @@ class Tacotron2PostnetGraph(torch.nn.Module):
     def __init__(self, dec, normalize):
         super().__init__()
         self.postnet = dec.postnet
-        dim = dec.odim
-        std = normalize.std if normalize is not None and normalize.norm_vars else torch.ones(dim)
-        mean = normalize.mean if normalize is not None and normalize.norm_means \
-            else torch.zeros(dim)
-        self.register_buffer("mel_std", std.detach().float().clone())
-        self.register_buffer("mel_mean", mean.detach().float().clone())
+        _register_inverse_mvn(self, normalize, dec.odim)
 
     def forward(self, before):
         after = before + self.postnet(before) if self.postnet is not None else before

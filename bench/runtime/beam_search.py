@@ -448,6 +448,17 @@ class _Expander:
         return out
 
 
+def beam_memory(enc: np.ndarray):
+    """memory(n): the encoder output broadcast to n beams, made once per beam count."""
+    by_n: dict[int, np.ndarray] = {}
+
+    def memory(n: int) -> np.ndarray:
+        if n not in by_n:
+            by_n[n] = np.ascontiguousarray(np.broadcast_to(enc, (n,) + enc.shape))
+        return by_n[n]
+    return memory
+
+
 def _search(enc, ctc_logp, step, sos, eos, cfg, maxlen, minlen):
     V = ctc_logp.shape[1]
     expand = _Expander(V, eos, cfg)
@@ -455,15 +466,7 @@ def _search(enc, ctc_logp, step, sos, eos, cfg, maxlen, minlen):
 
     hyps = _Beam(np.array([[sos]], dtype=np.int64), np.zeros(1, dtype=np.float32),
                  r=ctc.initial_r() if ctc is not None else None)
-    memory_by_n: dict[int, np.ndarray] = {}
-
-    def memory(n):
-        mem = memory_by_n.get(n)
-        if mem is None:
-            mem = np.ascontiguousarray(np.broadcast_to(enc, (n,) + enc.shape))
-            memory_by_n[n] = mem
-        return mem
-
+    memory = beam_memory(enc)
     ended: list[tuple[np.ndarray, np.float32]] = []
     ended_len: list[tuple[int, float]] = []  # for end detection
 

@@ -72,6 +72,7 @@ from bench.runtime.beam_search import (
     BeamSearchConfig,
     DecoderStep,
     Hypothesis,
+    beam_memory,
     _Beam,
     _CTCPrefixScorer,
     _end_detect,
@@ -214,14 +215,7 @@ class OnlineBeamSearch:
             if run.r is not None and run.r.shape[0] < self._ctc.T:
                 run.r = self._ctc.extend_r(run.r)
         step = self.make_step(h) if expand.use_dec else None
-        memory_by_n: dict[int, np.ndarray] = {}
-
-        def memory(n):
-            mem = memory_by_n.get(n)
-            if mem is None:
-                mem = np.ascontiguousarray(np.broadcast_to(h, (n,) + h.shape))
-                memory_by_n[n] = mem
-            return mem
+        memory = beam_memory(h)
 
         local_ended: list[tuple] = []
         while self._process_idx < maxlen:
