@@ -217,15 +217,20 @@ def test_decoder_block_defaults_are_espnets():
         assert mine[key].default == theirs[key].default, key
 
 
+def _frames_and_step(model, seed: int, T: int):
+    """Random encoder frames for ``model``, their CTC log-probs and its torch decoder step."""
+    D = model.decoder.embed[0].embedding_dim
+    enc = _frames(seed, T, D)
+    with torch.no_grad():
+        logp = model.ctc.log_softmax(torch.from_numpy(enc)[None])[0].numpy()
+    return D, enc, logp, _decoder_step(model.decoder)
+
+
 def test_final_call_alone_and_reuse_after_final():
     """A whole utterance in one final call equals the same frames streamed, and the object
     is ready for the next utterance after a final call."""
     model, _ = _model(*V50_BLANK)
-    D = model.decoder.embed[0].embedding_dim
-    enc = _frames(1, 120, D)
-    with torch.no_grad():
-        logp = model.ctc.log_softmax(torch.from_numpy(enc)[None])[0].numpy()
-    step = _decoder_step(model.decoder)
+    D, enc, logp, step = _frames_and_step(model, seed=1, T=120)
     ours = OnlineBeamSearch(lambda h: step, sos=model.sos, eos=model.eos,
                             vocab_size=len(model.token_list), cfg=BeamSearchConfig(beam_size=4))
     bs = _espnet_online(model, beam=4, ctc_weight=0.3, penalty=0.0, disable_rep=False)
@@ -247,11 +252,7 @@ def test_prefix_longer_than_frames_does_not_crash():
     with logzero and finishes, as the offline port does. (In a non-final block a prefix
     cannot pass h: any eos candidate stops the block first.)"""
     model, _ = _model(50, "transformer", 0.0)  # unbiased: hypotheses end late
-    D = model.decoder.embed[0].embedding_dim
-    enc = _frames(12, 40, D)
-    with torch.no_grad():
-        logp = model.ctc.log_softmax(torch.from_numpy(enc)[None])[0].numpy()
-    step = _decoder_step(model.decoder)
+    D, enc, logp, step = _frames_and_step(model, seed=12, T=40)
     ours = OnlineBeamSearch(lambda h: step, sos=model.sos, eos=model.eos,
                             vocab_size=len(model.token_list),
                             cfg=BeamSearchConfig(beam_size=4, maxlenratio=1.5),

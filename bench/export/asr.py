@@ -87,13 +87,18 @@ class EncoderGraph(torch.nn.Module):
         self.encoder = model.encoder
         self.ctc = output_ctc(model)
 
-    def forward(self, speech: torch.Tensor):
+    def features(self, speech: torch.Tensor):
+        """Normalised log-mel features and their lengths: the model's frontend and normalize."""
         power = self.stft(speech)
         # lengths from the tensor's own shape, so the traced graph keeps them dynamic
         lens = torch.ones_like(power[:, :, 0], dtype=torch.int64).sum(1)
         feats, _ = self.logmel(power, lens)
         if self.normalize is not None:
             feats, _ = self.normalize(feats, lens)
+        return feats, lens
+
+    def forward(self, speech: torch.Tensor):
+        feats, lens = self.features(speech)
         enc, _, _ = self.encoder(feats, lens)
         if self.ctc is None:
             return enc

@@ -30,14 +30,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.export.asr import (DftStft, ExportParityError, PARITY_ATOL, PARITY_SECONDS,
+from bench.export.asr import (EncoderGraph, ExportParityError, PARITY_ATOL, PARITY_SECONDS,
                               export_decoder_step, output_ctc)
 from bench.export.kv_decoder import UnsupportedDecoder, export_kv_decoder
 from bench.export.rewrites import _div_term, _interleave_sin_cos, linear_pad_masks, rewrite_for_export
+from bench.runtime.streaming import DEFAULT_CHUNK, stream_chunks
 
 EXPORTER_VERSION = "streaming-1"
 OPSET = 17
-PARITY_CHUNK = 640  # samples per call in the export-time check
 STREAMING_GRAPHS = ("frontend.onnx", "embed.onnx", "cb_blocks.onnx", "cb_short.onnx")
 INPUT_LAYERS = {"conv2d": 4, "conv2d6": 6, "conv2d8": 8, "linear": 1}
 
@@ -100,23 +100,12 @@ def refuse_unsupported(model) -> None:
 # ---------------------------------------------------------------------------
 
 
-class FrontendGraph(torch.nn.Module):
-    """speech (1, N) -> normalized log-mel feats (1, Fr, F) of one whole segment."""
-
-    def __init__(self, model):
-        super().__init__()
-        stft = model.frontend.stft
-        self.stft = DftStft(stft.n_fft, stft.win_length or stft.n_fft, stft.hop_length)
-        self.logmel = model.frontend.logmel
-        self.normalize = model.normalize
+class FrontendGraph(EncoderGraph):
+    """speech (1, N) -> normalized log-mel feats (1, Fr, F) of one whole segment: the offline
+    encoder graph's frontend alone (its encoder and CTC are not traced)."""
 
     def forward(self, speech):
-        power = self.stft(speech)
-        lens = torch.ones_like(power[:, :, 0], dtype=torch.int64).sum(1)
-        feats, _ = self.logmel(power, lens)
-        if self.normalize is not None:
-            feats, _ = self.normalize(feats, lens)
-        return feats
+        return self.features(speech)[0]
 
 
 class EmbedGraph(torch.nn.Module):
@@ -258,13 +247,8 @@ def reference_frontend(model):
 
 
 def chunks_of(wave: np.ndarray, chunk: int) -> list[tuple[np.ndarray, bool]]:
-    """The calls espnet2.bin.asr_inference_streaming.inference makes (S:466-476): len//chunk
-    non-final chunks, then the rest (possibly empty) as final. ESPnet raises NameError when the
-    wave is shorter than one chunk; that is one final call here."""
-    if chunk <= 0 or len(wave) < chunk:
-        return [(wave, True)]
-    n = len(wave) // chunk
-    return [(wave[i * chunk:(i + 1) * chunk], False) for i in range(n)] + [(wave[n * chunk:], True)]
+    """The pieces of ``wave`` ESPnet's streaming inference feeds (bench.runtime.streaming)."""
+    return [(wave[a:b], final) for a, b, final in stream_chunks(len(wave), chunk)]
 
 
 def reference_stream(model, wave: np.ndarray, chunk: int) -> list[dict]:
@@ -286,7 +270,7 @@ def reference_stream(model, wave: np.ndarray, chunk: int) -> list[dict]:
 
 
 def check_streaming_parity(model, out_dir: Path, meta: dict, atol: float = PARITY_ATOL,
-                           chunk: int = PARITY_CHUNK) -> dict:
+                           chunk: int = DEFAULT_CHUNK) -> dict:
     """The numpy driver over the written graphs against ESPnet's streaming path on a
     PARITY_SECONDS random wave fed in `chunk`-sample calls, call by call."""
     from bench.runtime.streaming_encoder import StreamingEncoder

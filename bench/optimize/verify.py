@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.runtime.streaming import DEFAULT_CHUNK, stream_chunks
+
 CHECK_SECONDS = (0.9, 3.3, 11.7)
 
 
@@ -111,16 +113,12 @@ def _transducer_steps_diff(plain: Path, variant: Path, meta: dict, enc: np.ndarr
     return worst
 
 
-STREAM_CHUNK = 640  # samples: a streaming variant is fed as its users feed it, chunk by chunk
-
-
 def _stream(graphs: Path, meta: dict, speech: np.ndarray) -> list:
     """A streaming export's encoder frames and CTC log-probs for ``speech`` fed in chunks."""
-    from bench.runtime.streaming import stream_chunks
     from bench.runtime.streaming_encoder import StreamingEncoder
 
     enc = StreamingEncoder(graphs, meta, threads=1)
-    outs = [enc.feed(speech[a:b], final) for a, b, final in stream_chunks(speech.shape[0], STREAM_CHUNK)]
+    outs = [enc.feed(speech[a:b], final) for a, b, final in stream_chunks(speech.shape[0], DEFAULT_CHUNK)]
     return [np.concatenate([o[i] for o in outs]) for i in range(2) if outs[0][i] is not None]
 
 
@@ -133,7 +131,7 @@ def _check_streaming(plain: Path, variant: Path, meta: dict, atol: float | None)
             got = _stream(variant, meta, speech)
         except Exception as e:
             raise VariantCheckError(f"{variant}: the streaming encoder graphs fail on a {secs} s input "
-                                    f"in {STREAM_CHUNK}-sample chunks: {str(e).strip().splitlines()[-1][:200]}") from e
+                                    f"in {DEFAULT_CHUNK}-sample chunks: {str(e).strip().splitlines()[-1][:200]}") from e
         report[f"stream_{secs}s"], _ = compare_outputs(f"{variant} streaming encoder ({secs} s)", got, want, atol)
         if want[0].shape[0]:
             ys = rng.integers(1, meta["vocab_size"] - 1, (3, 5)).astype(np.int64)

@@ -53,9 +53,8 @@ class TorchStreamingSpeech2Text:
         search.process_one_block = counted
         self.log = StreamLog()
 
-    def _partial_tokens(self, results) -> int:
-        if results:
-            return len(results[0][2])
+    def _running_tokens(self) -> int:
+        """Tokens of the best running hypothesis (ESPnet returns none while no hypothesis ended)."""
         running = self.s2t.beam_search.running_hyps
         if running is None or len(running.yseq) == 0:
             return 0
@@ -72,8 +71,7 @@ class TorchStreamingSpeech2Text:
                 import torch
 
                 torch.cuda.synchronize()
-            partial = len(results[0][2]) if final and results else \
-                (0 if final else self._partial_tokens(results))
+            partial = len(results[0][2]) if results else (0 if final else self._running_tokens())
             self.log.add(end / SAMPLE_RATE, t0, self._blocks, partial, final)
         if not results:
             return Recognition(tokens=[], text="")
