@@ -56,7 +56,7 @@ def make_case(task: str, card: str, variant: str, device: str) -> dict:
 
 # The run fields that can change a figure without any change to the model: the report lists
 # those that differ between a run and the run its baselines came from.
-ENVIRONMENT_FIELDS = ("threads", "ort_providers", "fast", "data_dir")
+ENVIRONMENT_FIELDS = ("threads", "ort_providers", "fast", "data_dir", "search_kernels")
 
 
 def run_environment(run: Mapping[str, Any]) -> dict[str, Any]:

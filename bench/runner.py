@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from bench.fingerprint import library_versions, machine_class, machine_fingerpri
 from bench.lock import lock_status
 from bench.paths import REPO_ROOT, baselines_dir, reports_dir
 from bench.results import add_case, append_utterances_jsonl, load_results, new_run, write_json_atomic
+from bench.runtime.native import kernels_status
 
 LIBRARIES = ("torch", "torchaudio", "espnet", "onnx", "onnxruntime", "onnxruntime-gpu",
              "numpy", "jiwer", "sacrebleu", "espeakng-loader")
@@ -81,6 +83,11 @@ class SuiteRun:
         run.doc["run"]["fast"] = run.session.fast
         run.doc["run"]["data_dir"] = run.session.data_dir  # None: each card's own data
         run.doc["run"]["lock"] = lock_status()  # which requirements.lock, and what differs
+        # built here once, before the cases' processes look for it
+        run.doc["run"]["search_kernels"] = kernels = kernels_status()
+        if not kernels.startswith("compiled"):
+            print(f"bench: the beam search's loops run in {kernels}; the ONNX ASR cases decode "
+                  "slower than with the compiled ones (README: C compiler)", file=sys.stderr)
         # A broken baseline file must stop the run before hours of measuring, with its name.
         run.baseline_doc = run.load_bar(fp["class"])
         return run

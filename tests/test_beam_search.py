@@ -253,3 +253,19 @@ def test_module_does_not_import_torch():
     code = ("import sys; import bench.runtime.beam_search; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+# The numpy recursion stands in where no C compiler is at hand: it must agree with
+# ESPnet too (the compiled one runs in every test above).
+NUMPY_KERNEL_CASES = ["beam10-mlr-20-8s", "conformer-blank-beam10-mlr0-3s",
+                      "nopre-v12-beam10-mlr-20-4s", "ctc-only-beam10-blank-3s"]
+
+
+@pytest.mark.parametrize("case", NUMPY_KERNEL_CASES)
+def test_numpy_ctc_recursion_matches_espnet(case, monkeypatch):
+    import bench.runtime.beam_search as bsm
+
+    monkeypatch.setattr(bsm, "ctc_prefix", lambda *args: None)
+    spec, seconds, kw = CASES[case]
+    ref, ours = _run_both(spec, seconds, BeamSearchConfig(**kw))
+    _assert_same(ref, ours, _model(*spec)[0].eos)

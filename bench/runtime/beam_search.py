@@ -35,6 +35,8 @@ from typing import Protocol
 
 import numpy as np
 
+from bench.runtime.native import ctc_prefix, topk_rows
+
 __all__ = ["BeamSearchConfig", "DecoderStep", "Hypothesis", "beam_search"]
 
 LOGZERO = np.float32(-1e10)  # CTCPrefixScoreTH.logzero (exact in float32)
@@ -122,6 +124,9 @@ def _topk_among(ws: np.ndarray, ids: np.ndarray, eos: int, k: int) -> np.ndarray
 def _topk_rows_set(x: np.ndarray, k: int) -> np.ndarray:
     """Per row, the column ids of the k largest values (order irrelevant: the
     pre-beam ids only choose which CTC columns are scored)."""
+    compiled = topk_rows(x, k)
+    if compiled is not None:
+        return compiled
     part = np.argpartition(-x, k - 1, axis=1)[:, :k]
     # The set is ambiguous only if the k-th value ties with a value left out;
     # then use a stable sort for that row (lower index wins).
@@ -152,6 +157,13 @@ class _CTCPrefixScorer:
         self.blank = blank
         self.eos = eos
         self.xb = np.ascontiguousarray(self.x[:, blank])  # (T,)
+        self._xT = None  # (V, T), made when the compiled loop first asks for it
+
+    @property
+    def xT(self) -> np.ndarray:
+        if self._xT is None:
+            self._xT = np.ascontiguousarray(self.x.T)
+        return self._xT
 
     def initial_r(self) -> np.ndarray:
         r = np.full((self.T, 2, 1), LOGZERO, dtype=np.float32)
@@ -169,6 +181,7 @@ class _CTCPrefixScorer:
         self.x = np.ascontiguousarray(np.concatenate((self.x, new), axis=0))
         self.T = self.x.shape[0]
         self.xb = np.ascontiguousarray(self.x[:, self.blank])
+        self._xT = None
 
     def extend_r(self, r: np.ndarray) -> np.ndarray:
         """CTCPrefixScoreTH.extend_state (CP:247-270) for hypotheses r (T_old, 2, n) scored
@@ -209,11 +222,6 @@ class _CTCPrefixScorer:
         N = n * S
         flat_ids = ids.reshape(-1)
 
-        # X[t] = [x(t, token), x(t, blank)] per column: what r_n / r_b emit at t
-        X = np.empty((T, 2, N), dtype=np.float32)
-        X[:, 0] = self.x[:, flat_ids]
-        X[:, 1] = self.xb[:, None]
-
         # r_sum = logsumexp over (r_n, r_b) of the previous prefix, like torch:
         # log(sum(exp(v - max))) + max, where one of the two terms is exactly 1.
         rn_p, rb_p = r_prev[:, 0], r_prev[:, 1]  # (T, n)
@@ -239,45 +247,13 @@ class _CTCPrefixScorer:
             Z[:, 1, hrows * S + pos[hrows]] = rb_p[:, hrows]
 
         if output_length == 0:
-            Z[0, 0] = X[0, 0]
+            Z[0, 0] = self.x[0, flat_ids]
         start = max(output_length, 1)
-        end = T
 
-        # forward recursion over frames; each step is 8 small vectorised ops:
-        # r_n[t] = lse(r_n[t-1], log_phi[t-1]) + x[t, c]
-        # r_b[t] = lse(r_n[t-1], r_b[t-1])     + x[t, blank]
-        d = np.empty((2, N), dtype=np.float32)
-        mx = np.empty((2, N), dtype=np.float32)
-        one = np.float32(1)
-        for t in range(start, end):
-            a = Z[t - 1, 0]
-            P = Z[t - 1, 1:]
-            np.maximum(P, a, out=mx)
-            np.minimum(P, a, out=d)
-            np.subtract(d, mx, out=d)
-            np.exp(d, out=d)
-            np.add(d, one, out=d)
-            np.log(d, out=d)
-            np.add(d, mx, out=d)
-            np.add(d, X[t], out=Z[t, ::2])
-
-        # log_psi = logsumexp over t in [start, end) of (log_phi[t-1] + x[t, c])
-        # and r_n[start-1] (the last term, as in torch.cat order). torch sums
-        # the exps with a blocked cascade, numpy sequentially: may differ by an ulp.
-        if start - 1 < T:
-            tail = Z[start - 1, 0]
-        else:
-            # ESPnet raises IndexError here (prefix longer than the input);
-            # we keep going with logzero instead.
-            tail = np.full(N, LOGZERO, dtype=np.float32)
-        if start < end:
-            terms = np.concatenate(
-                (Z[start - 1:end - 1, 1] + X[start:end, 0], tail[None]), axis=0
-            )
-            mt = terms.max(axis=0)
-            psi_ = np.log(np.exp(terms - mt).sum(axis=0)) + mt
-        else:
-            psi_ = tail.copy()
+        # the recursion over frames and log_psi, compiled where a C compiler is at hand
+        psi_ = ctc_prefix(self.xT, self.xb, np.ascontiguousarray(flat_ids, dtype=np.int64), Z, start)
+        if psi_ is None:
+            psi_ = _prefix_numpy(self.x, self.xb, flat_ids, Z, start)
 
         if idmap is None:
             log_psi = psi_.reshape(n, V)
@@ -305,6 +281,48 @@ class _CTCPrefixScorer:
         r = Z[:, 0::2, cols]  # (T, 2, k)
         s = log_psi[prev, tok]
         return np.ascontiguousarray(r), s
+
+
+def _prefix_numpy(x, xb, flat_ids, Z, start: int) -> np.ndarray:
+    """What native.ctc_prefix computes, in numpy: fills Z from frame ``start``, returns psi."""
+    T, N = Z.shape[0], Z.shape[2]
+    # X[t] = [x(t, token), x(t, blank)] per column: what r_n / r_b emit at t
+    X = np.empty((T, 2, N), dtype=np.float32)
+    X[:, 0] = x[:, flat_ids]
+    X[:, 1] = xb[:, None]
+
+    # forward recursion over frames, 8 small vectorised ops a frame:
+    # r_n[t] = lse(r_n[t-1], log_phi[t-1]) + x[t, c]
+    # r_b[t] = lse(r_n[t-1], r_b[t-1])     + x[t, blank]
+    d = np.empty((2, N), dtype=np.float32)
+    mx = np.empty((2, N), dtype=np.float32)
+    one = np.float32(1)
+    for t in range(start, T):
+        a = Z[t - 1, 0]
+        P = Z[t - 1, 1:]
+        np.maximum(P, a, out=mx)
+        np.minimum(P, a, out=d)
+        np.subtract(d, mx, out=d)
+        np.exp(d, out=d)
+        np.add(d, one, out=d)
+        np.log(d, out=d)
+        np.add(d, mx, out=d)
+        np.add(d, X[t], out=Z[t, ::2])
+
+    # log_psi = logsumexp over t in [start, T) of (log_phi[t-1] + x[t, c])
+    # and r_n[start-1] (the last term, as in torch.cat order). torch sums
+    # the exps with a blocked cascade, numpy sequentially: may differ by an ulp.
+    if start - 1 < T:
+        tail = Z[start - 1, 0]
+    else:
+        # ESPnet raises IndexError here (prefix longer than the input);
+        # we keep going with logzero instead.
+        tail = np.full(N, LOGZERO, dtype=np.float32)
+    if start >= T:
+        return tail.copy()
+    terms = np.concatenate((Z[start - 1:T - 1, 1] + X[start:T, 0], tail[None]), axis=0)
+    mt = terms.max(axis=0)
+    return np.log(np.exp(terms - mt).sum(axis=0)) + mt
 
 
 # ----------------------------------------------------------------------------
