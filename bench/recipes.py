@@ -27,7 +27,7 @@ RECIPE_TASKS = {"asr1": "asr", "st1": "st", "slu1": "slu", "tts1": "tts", "s2t1"
 TEMPLATES = {"asr": "asr-conformer-paper", "st": "st-conformer-paper",
              "slu": "slu-conformer-slutask-paper", "tts": "tts-fastspeech2-paper",
              "gan_tts": "tts-vits-paper", "jets": "tts-jets-paper", "joint_text2wav": "tts-joint-paper",
-             "tacotron2": "tts-tacotron2-paper"}
+             "tacotron2": "tts-tacotron2-paper", "transformer": "tts-transformer-paper"}
 # the config sections that make the model (training settings such as optim or specaug are left
 # out); normalize_conf's statistics file is the template's
 MODEL_KEYS = (
@@ -52,6 +52,8 @@ MAX_BEAM = 10  # a quick run: wider recipe beams (LibriSpeech's 60) are capped, 
 # other logits are near 0, so the search emits mostly blanks, as a trained transducer does.
 TRANSDUCER_BLANK_BIAS = {"joint_network.lin_out.bias[0]": 11.5}
 N_UTTERANCES = 3
+# autoregressive TTS: the tts_conf key of the prenet dropout ESPnet applies at inference too
+PRENET_DROPOUT = {"tacotron2": "dropout_rate", "transformer": "dprenet_dropout_rate"}
 # what a streaming decode config sets beside the search (bench.runtime.streaming)
 STREAMING_DECODE = ("sim_chunk_length", "disable_repetition_detection", "decoder_text_length_limit",
                     "encoded_feat_length_limit")
@@ -182,7 +184,7 @@ def discover(root: Path) -> list[Recipe]:
             rec.refused = ("ESPnet's s2t task (S2TTask: Whisper-style prompt and timestamp tokens) is "
                            "not a task the harness runs")
         else:
-            if task == "tts" and cfg.get("tts") == "tacotron2":
+            if task == "tts" and cfg.get("tts") in PRENET_DROPOUT:
                 cfg = _prenet_without_dropout(cfg, rec)
             rec.refused = refusal(cfg, task)
         rec.decode_path = match_decode(p, cfg, task, decodes.get(recipe_key(p, root), []))
@@ -193,15 +195,17 @@ def discover(root: Path) -> list[Recipe]:
 
 
 def _prenet_without_dropout(cfg: dict, rec: "Recipe") -> dict:
-    """ESPnet's Tacotron 2 prenet keeps its dropout on at inference: 0 makes the comparison
-    deterministic (as tts-tacotron2-paper; bench/zoo/model_family.py refuses anything else)."""
+    """ESPnet's Tacotron 2 prenet (also Transformer-TTS's decoder prenet) keeps its dropout on
+    at inference: 0 makes the comparison deterministic (as tts-tacotron2-paper and
+    tts-transformer-paper; bench/zoo/model_family.py refuses anything else)."""
     conf = cfg.get("tts_conf") or {}
-    rate = conf.get("dropout_rate", 0.5)
+    key = PRENET_DROPOUT[cfg["tts"]]
+    rate = conf.get(key, 0.5)
     if float(rate) == 0.0:
         return cfg
-    rec.decode_notes.append(f"tts_conf.dropout_rate {rate} -> 0.0 (the prenet's dropout is on "
+    rec.decode_notes.append(f"tts_conf.{key} {rate} -> 0.0 (the prenet's dropout is on "
                             "at inference)")
-    return {**cfg, "tts_conf": {**conf, "dropout_rate": 0.0}}
+    return {**cfg, "tts_conf": {**conf, key: 0.0}}
 
 
 def recipe_card(rec: Recipe, cfg: dict, decode: dict) -> dict:
@@ -249,7 +253,7 @@ def _decode(rec: Recipe, template: Card, decode: dict, cfg: dict) -> dict:
     if rec.task == "tts":  # the template's settings, with those the recipe's decode config sets
         out = {**template.decode, **{k: v for k, v in decode.items() if k in template.decode}}
         keep = template.decode.get("minlenratio")
-        if cfg.get("tts") == "tacotron2" and out.get("minlenratio") != keep:
+        if cfg.get("tts") in PRENET_DROPOUT and out.get("minlenratio") != keep:
             # the template's stop-token bias fires at every step: minlenratio sets the length
             rec.decode_notes.append(f"minlenratio {out['minlenratio']} -> {keep} (random weights)")
             out["minlenratio"] = keep

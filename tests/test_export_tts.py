@@ -24,6 +24,15 @@ and 123 phonemes (6 frames a token: 12 to 744 frames); int8 MCD 3.3 dB (static i
 MatMul-only dynamic int8); on the paper card 4.8e-8 and 6e-5 dB (41 phonemes: ESPnet 3.9 s,
 ONNX 2.6 s on 1 thread).
 
+Transformer-TTS (tts-transformer-smoke: encoder, decoder-step with the layers' cache as an
+input and an output, postnet and vocoder graphs around a numpy decode loop) runs the same
+tests and the Transformer ones below: its decoder prenet's dropout, on at inference in ESPnet,
+is 0 on the card (tts_conf.dprenet_dropout_rate). Measured when added: plain ONNX vs
+Text2Speech same frames and max |diff| 2.7e-7 from 1 to 123 phonemes (12 to 744 frames);
+int8 MCD 2.6 dB, fused 2e-4 dB; the paper card (test_transformer_paper_card_matches_espnet,
+2 minutes) max |diff| 5.0e-8, MCD 6e-5 dB at 9, 41 and 123 phonemes (123: ESPnet 52 s, ONNX
+38 s on 1 thread).
+
 The same tests on the paper cards (5 minutes to build on 2 busy cores; int8 MCD FastSpeech2
 1.60 dB, VITS 2.82 dB when last run): BENCH_TTS_EXPORT_CARDS=tts-fastspeech2-paper,tts-vits-paper
 ./run tests tests/test_export_tts.py
@@ -41,7 +50,8 @@ import pytest
 from bench.metrics.audio import mel_cepstral_distortion, mel_cepstrum
 
 CARDS = os.environ.get("BENCH_TTS_EXPORT_CARDS", "tts-fastspeech2-smoke,tts-vits-smoke,"
-                       "tts-jets-smoke,tts-joint-smoke,tts-tacotron2-smoke").split(",")
+                       "tts-jets-smoke,tts-joint-smoke,tts-tacotron2-smoke,"
+                       "tts-transformer-smoke").split(",")
 HELLO = "HH AH0 L OW1 W ER1 L D ."  # "hello world." in the cards' g2p_en_no_space phonemes
 # "the quick brown fox jumps over the lazy dog. hello world." : 41 phonemes
 SENTENCE = ("DH AH0 K W IH1 K B R AW1 N F AA1 K S JH AH1 M P S OW1 V ER0 DH AH0 L EY1 Z IY0 "
@@ -154,7 +164,8 @@ def test_export_writes_graphs_and_meta(art):
              "jets": lambda c: (c["generator_params"]["aheads"], c["generator_params"]["adim"]),
              "joint_text2wav": lambda c: (c["text2mel_params"]["aheads"],
                                           c["text2mel_params"]["adim"]),
-             "tacotron2": lambda c: (0, 0)}  # no multi-head attention to fuse
+             "tacotron2": lambda c: (0, 0),  # no multi-head attention to fuse
+             "transformer": lambda c: (c["aheads"], c["adim"])}
     assert (meta["num_heads"], meta["d_model"]) == sizes[tts](conf)
     for g in meta["graphs"]:
         model = onnx.load(str(out / g), load_external_data=False)
@@ -165,7 +176,7 @@ def test_export_writes_graphs_and_meta(art):
             dims = i.type.tensor_type.shape.dim
             if i.name in meta.get("state_inputs", {}).get(g, ()):  # a decoder step's state
                 assert all(d.dim_value for d in dims), (g, i.name)
-            elif i.name == "before":  # (1, n_mels, frames)
+            elif i.name in ("before", "cache"):  # (1, n_mels, frames), (layers, 1, steps, adim)
                 assert dims[2].dim_param, (g, i.name)
             elif len(dims) > 1:
                 assert dims[-1 if i.name == "noise" else 1].dim_param, (g, i.name)
@@ -211,8 +222,9 @@ def test_speed_control_follows_pytorch(art):
     from bench.runtime.torch_tts import TorchText2Speech
 
     decode = {**art["decode"], "speed_control_alpha": 1.7}
-    if art["meta"]["kind"] in ("jets", "tacotron2"):
-        name = {"jets": "JETS", "tacotron2": "Tacotron 2"}[art["meta"]["kind"]]
+    if art["meta"]["kind"] in ("jets", "tacotron2", "transformer"):
+        name = {"jets": "JETS", "tacotron2": "Tacotron 2",
+                "transformer": "Transformer-TTS"}[art["meta"]["kind"]]
         for make in (lambda: TorchText2Speech(art["exp"], decode),
                      lambda: OnnxText2Speech(art["root"] / "onnx", art["exp"], art["meta"], decode)):
             with pytest.raises(ValueError, match=f"{name} has no speed control"):
@@ -412,3 +424,144 @@ def test_tacotron2_export_refuses_prenet_dropout(art, tmp_path):
     (exp / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(NotImplementedError, match="prenet dropout 0.5"):
         export_tts(exp, tmp_path / "onnx", art["decode"])
+
+
+# ------------------------------------------------------------------ Transformer-TTS (slow)
+
+
+def _transformer(art):
+    if art["meta"]["kind"] != "transformer":
+        pytest.skip("Transformer-TTS only")
+
+
+def test_transformer_tts_refusals_name_the_key():
+    """What the exporter cannot reproduce is refused before anything is built, naming the key."""
+    from bench.zoo.model_family import refusal
+
+    base = {"tts": "transformer", "tts_conf": {"dprenet_dropout_rate": 0.0}}
+    assert refusal(base, "tts") is None
+    assert refusal({"tts": "transformer", "tts_conf": {"dprenet_layers": 0}}, "tts") is None
+    cases = {"dprenet_dropout_rate": (0.5, "tts_conf.dprenet_dropout_rate 0.5"),
+             "spks": (4, "tts_conf.spks 4"), "langs": (3, "tts_conf.langs 3"),
+             "spk_embed_dim": (192, "tts_conf.spk_embed_dim 192"), "use_gst": (True, "tts_conf.use_gst")}
+    for key, (value, message) in cases.items():
+        why = refusal({**base, "tts_conf": {**base["tts_conf"], key: value}}, "tts")
+        assert why is not None and message in why and "Transformer-TTS" in why, (key, why)
+    # ESPnet's default rate (0.5) with the default prenet is refused too
+    assert "dprenet_dropout_rate 0.5" in refusal({"tts": "transformer"}, "tts")
+
+
+@pytest.mark.slow
+def test_transformer_card_makes_espnet_deterministic(art):
+    """The card's decoder prenet dropout is 0 (the Prenet applies F.dropout at inference, so
+    with the recipe's 0.5 two runs differ); with it, Text2Speech repeats bit for bit, and the
+    stop bias + minlenratio give 6 frames a token (phonemes + eos)."""
+    _transformer(art)
+    import torch
+
+    prenet = art["torch"].t2s.tts.decoder.embed[0][0]
+    assert type(prenet).__name__ == "Prenet" and prenet.dropout_rate == 0.0
+    runs = [art["torch"](SENTENCE).wave for _ in range(3)]
+    assert all(np.array_equal(runs[0], w) for w in runs[1:])
+    hop = art["meta"]["hop_length"]
+    assert runs[0].size == 6 * (len(SENTENCE.split()) + 1) * hop
+    prenet.dropout_rate = 0.5  # the recipe's rate: ESPnet's own output no longer repeats
+    try:
+        torch.manual_seed(0)
+        a = art["torch"](HELLO).wave
+        b = art["torch"](HELLO).wave
+    finally:
+        prenet.dropout_rate = 0.0
+    assert not np.array_equal(a, b)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("settings, rule", [
+    ({"minlenratio": 0.0}, "stop token at the first frame"),
+    ({"threshold": 1.0, "minlenratio": 0.0, "maxlenratio": 3.0}, "maxlenratio"),
+    ({"threshold": 1.0, "minlenratio": 2.0, "maxlenratio": 1.5}, "minlenratio over maxlenratio"),
+    ({"minlenratio": 2.5}, "other minlenratio"),
+])
+def test_transformer_stop_rules_follow_pytorch(art, settings, rule):
+    """The numpy loop's stop rules against ESPnet's Transformer.inference at other decode
+    settings (a threshold of 1.0 is never reached): the same frame count and the same wave."""
+    _transformer(art)
+    from bench.runtime.onnx_tts import OnnxText2Speech
+    from bench.runtime.torch_tts import TorchText2Speech
+
+    decode = {**art["decode"], **settings}
+    ref = TorchText2Speech(art["exp"], decode)
+    var = OnnxText2Speech(art["root"] / "onnx", art["exp"], art["meta"], decode)
+    hop, tokens = art["meta"]["hop_length"], len(SENTENCE.split()) + 1
+    a, b = ref(SENTENCE).wave, var(SENTENCE).wave
+    want = {"stop token at the first frame": 1, "maxlenratio": 3 * tokens,
+            "minlenratio over maxlenratio": 2 * tokens, "other minlenratio": int(2.5 * tokens)}[rule]
+    assert a.size == b.size == want * hop, rule
+    assert np.abs(a - b).max() < 1e-6
+
+
+@pytest.mark.slow
+def test_transformer_refuses_attention_constraint(art):
+    """ESPnet's Transformer has no attention constraint (Text2Speech passes it to Tacotron 2
+    only): both runtimes refuse a card that asks for one instead of ignoring it."""
+    _transformer(art)
+    from bench.runtime.onnx_tts import OnnxText2Speech
+    from bench.runtime.torch_tts import TorchText2Speech
+
+    decode = {**art["decode"], "use_att_constraint": True}
+    for make in (lambda: TorchText2Speech(art["exp"], decode),
+                 lambda: OnnxText2Speech(art["root"] / "onnx", art["exp"], art["meta"], decode)):
+        with pytest.raises(ValueError, match="Transformer-TTS has no attention constraint"):
+            make()
+
+
+@pytest.mark.slow
+def test_transformer_export_refuses_prenet_dropout(art, tmp_path):
+    """With the recipe's decoder prenet dropout the export says why it cannot match ESPnet."""
+    _transformer(art)
+    import yaml
+
+    from bench.export.tts import export_tts
+
+    exp = tmp_path / "exp"
+    shutil.copytree(art["exp"], exp)
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    cfg["tts_conf"]["dprenet_dropout_rate"] = 0.5
+    (exp / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(NotImplementedError, match="decoder prenet dropout 0.5.*dprenet_dropout_rate"):
+        export_tts(exp, tmp_path / "onnx", art["decode"])
+
+
+@pytest.mark.slow
+def test_transformer_paper_card_matches_espnet(tmp_path, torch_one_thread):
+    """The recipe-size card (33 M parameters + a 13.9 M HiFiGAN): the plain export against
+    Text2Speech at a short, a medium and a long text (minutes: ESPnet re-runs the decoder's
+    self-attention over every earlier frame at each of 744 steps)."""
+    if "tts-transformer-paper" in CARDS:
+        pytest.skip("the paper card runs in the card-parametrized tests")
+    from bench.export.tts import export_tts
+    from bench.runtime.onnx_tts import OnnxText2Speech
+    from bench.runtime.torch_tts import TorchText2Speech
+    from bench.zoo.build import build_exp_dir
+    from bench.zoo.cards import load_card
+
+    card = load_card("tts-transformer-paper")
+    exp = build_exp_dir(card, tmp_path / "exp")
+    meta = export_tts(exp, tmp_path / "onnx", card.decode)
+    assert (meta["num_heads"], meta["d_model"], meta["dlayers"]) == (8, 512, 6)
+    ref = TorchText2Speech(exp, card.decode, threads=1)
+    var = OnnxText2Speech(tmp_path / "onnx", exp, meta, card.decode, threads=1)
+    sr, hop = meta["sample_rate"], meta["hop_length"]
+    for text in TEXTS:
+        t = time.perf_counter()
+        a = ref(text)
+        ta = time.perf_counter() - t
+        t = time.perf_counter()
+        b = var(text)
+        tb = time.perf_counter() - t
+        assert a.wave.size == b.wave.size == 6 * (len(text.split()) + 1) * hop
+        diff = float(np.abs(a.wave - b.wave).max())
+        mcd = mel_cepstral_distortion(a.wave, b.wave, sr)
+        print(f"\ntts-transformer-paper {len(text.split())} phonemes: {a.wave.size} samples, "
+              f"max |diff| {diff:.1e}, MCD {mcd:.5f} dB; ESPnet {ta:.1f} s, ONNX {tb:.1f} s")
+        assert diff < 1e-6 and mcd < MCD_PLAIN_DB

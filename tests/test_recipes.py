@@ -57,12 +57,20 @@ def test_task_and_decode_config_follow_the_recipe_and_the_family(recipes, config
 
 @pytest.mark.parametrize("config, reason", [
     ("mini_an4_asr1__train_asr_rnn_debug.yaml", "encoder 'vgg_rnn' is not supported"),
-    ("ljspeech_tts1__train_transformer.yaml", "tts 'transformer' is an autoregressive model"),
     ("mini_an4_s2t1__train_slu_transformer.yaml", "ESPnet's s2t task"),
 ])
 def test_families_not_handled_are_refused_by_name_before_anything_is_built(recipes, config, reason):
     assert recipes[config].refused.startswith(reason)
     assert recipes[config].card is None
+
+
+@pytest.mark.parametrize("config, key", [("ljspeech_tts1__train_tacotron2.yaml", "dropout_rate"),
+                                         ("ljspeech_tts1__train_transformer.yaml", "dprenet_dropout_rate")])
+def test_autoregressive_tts_cards_turn_the_prenet_dropout_off_and_say_so(recipes, config, key):
+    rec = recipes[config]
+    assert rec.refused is None
+    assert rec.card["model"]["espnet"]["tts_conf"][key] == 0.0
+    assert any(n.startswith(f"tts_conf.{key} 0.5 -> 0.0") for n in rec.decode_notes)
 
 
 def test_cards_carry_the_configs_model_sections_and_its_decode_settings(recipes, tmp_path):

@@ -42,6 +42,22 @@ maxlenratio and the attention constraint):
   vocoder.onnx  : mel -> wave, as for FastSpeech2.
   The prenet's dropout, which ESPnet applies at inference too, must be 0 (the card sets
   tts_conf.dropout_rate 0): a graph cannot draw ESPnet's masks, and the export refuses otherwise.
+Transformer-TTS + HiFiGAN -> four graphs; the decode loop is numpy (bench/runtime/onnx_tts.py:
+ESPnet's Transformer.inference with threshold, minlenratio and maxlenratio; it has no
+attention constraint):
+  encoder.onnx  : text (1, T_text) int64 (eos included) -> enc (1, T_text, adim)
+  decoder.onnx  : one Decoder.forward_one_step, its cache explicit: ys (1, L, odim) (a zero
+                  frame, then every step's last frame so far: ESPnet re-embeds all of them each
+                  step, prenet and positional encoding included), enc, cache (dlayers, 1, L-1,
+                  adim) (each layer's outputs at the earlier positions; length 0 at the first
+                  step, which gives ESPnet's cache-less first step exactly)
+                  -> frames (1, odim, r) (feat_out), prob (1, r) (sigmoid of prob_out),
+                     cache_out (dlayers, 1, L, adim)
+  postnet.onnx  : before -> mel, as for Tacotron 2 (before + postnet, denormalised)
+  vocoder.onnx  : mel -> wave, as for FastSpeech2.
+  The decoder prenet is Tacotron 2's Prenet, dropout on at inference: the card sets
+  tts_conf.dprenet_dropout_rate 0 and the export refuses otherwise. The encoder prenet and
+  the postnet use dropout modules, off in eval mode.
 
 Dynamic lengths: the length regulators are written with cumsum and comparisons (no
 repeat_interleave, no Python ints taken from tensors), positional encodings are computed in
@@ -62,12 +78,12 @@ from bench.export.rewrites import linear_pad_masks, rewrite_for_export
 from bench.optimize.verify import VariantCheckError, check_session, compare_outputs
 
 EXPORTER_VERSION = "tts-2"  # 2: padding masks linear in the length (was quadratic)
-# (JETS, joint_text2wav and Tacotron 2 were added without a bump: the FastSpeech2 and VITS
-# graphs are unchanged)
+# (JETS, joint_text2wav, Tacotron 2 and Transformer-TTS were added without a bump: the
+# FastSpeech2 and VITS graphs are unchanged)
 # graph kinds whose text side is acoustic.onnx (text, alpha -> mel) and vocoder.onnx (mel -> wave)
 MEL_KINDS = ("fastspeech2", "joint_text2wav")
 # autoregressive kinds: encoder.onnx, decoder.onnx (one step), postnet.onnx, vocoder.onnx
-AR_KINDS = ("tacotron2",)
+AR_KINDS = ("tacotron2", "transformer")
 OPSET = 17
 CHECK_TOKENS = (5, 23, 71)
 
@@ -595,6 +611,136 @@ def _export_tacotron2(t2s, exp_dir: Path, out_dir: Path, gen: torch.Generator) -
     }
 
 
+# ---------------------------------------------------------------- Transformer-TTS + HiFiGAN
+
+
+class TransformerTTSEncoderGraph(torch.nn.Module):
+    """Transformer.inference's encoder call for one utterance (masks None, as ESPnet's)."""
+
+    def __init__(self, tts):
+        super().__init__()
+        self.encoder = tts.encoder
+
+    def forward(self, text):
+        hs, _ = self.encoder(text, None)
+        return hs
+
+
+class TransformerTTSStepGraph(torch.nn.Module):
+    """One step of Transformer.inference: Decoder.forward_one_step with the layers' cache
+    stacked, then feat_out and prob_out. ESPnet's causal mask is all ones in the one row a
+    cached step uses, and it passes no memory mask, so no masks are needed; the layers are
+    ESPnet's own modules, called as forward_one_step calls them."""
+
+    def __init__(self, tts):
+        super().__init__()
+        self.tts = tts
+
+    def forward(self, ys, enc, cache):
+        m, d = self.tts, self.tts.decoder
+        x = self._embed(ys)  # every frame so far, re-embedded as ESPnet does each step
+        new_cache = []
+        for i, layer in enumerate(d.decoders):
+            x, _, _, _ = layer(x, None, enc, None, cache=cache[i])
+            new_cache.append(x)
+        z = d.after_norm(x[:, -1]) if d.normalize_before else x[:, -1]
+        frames = m.feat_out(z).view(m.reduction_factor, m.odim).transpose(0, 1)[None]
+        prob = torch.sigmoid(m.prob_out(z))
+        return frames, prob, torch.stack(new_cache)
+
+    def _embed(self, ys):
+        emb = self.tts.decoder.embed
+        prenet = _decoder_prenet(self.tts)
+        if prenet is None:  # input_layer "linear": plain eval-mode modules
+            return emb(ys)
+        x = ys
+        for layer in prenet.prenet:  # Linear + ReLU; its F.dropout is 0 (checked at export)
+            x = layer(x)
+        return emb[1](emb[0][1](x))  # the projection to adim, then the positional encoding
+
+
+def _decoder_prenet(tts):
+    """The decoder's Tacotron 2 Prenet (dropout on at inference), or None (dprenet_layers 0)."""
+    first = tts.decoder.embed[0]
+    if isinstance(first, torch.nn.Sequential) and type(first[0]).__name__ == "Prenet":
+        return first[0]
+    return None
+
+
+def _check_transformer_tts(tts) -> None:
+    _check_single_speaker(tts, "Transformer-TTS")
+    prenet = _decoder_prenet(tts)
+    if prenet is not None and prenet.dropout_rate != 0.0:
+        raise NotImplementedError(
+            f"Transformer-TTS decoder prenet dropout {prenet.dropout_rate}: ESPnet applies it at "
+            "inference too (random masks a graph cannot reproduce); set "
+            "tts_conf.dprenet_dropout_rate to 0")
+    for layer in tts.decoder.decoders:
+        if type(layer.self_attn).__name__ != "MultiHeadedAttention" \
+                or getattr(layer, "sequential_attn", None) is not None:
+            raise NotImplementedError("Transformer-TTS decoder layers other than ESPnet's "
+                                      "self-attention + source-attention layer")
+
+
+def _export_transformer_tts(t2s, exp_dir: Path, out_dir: Path, gen: torch.Generator) -> dict:
+    from bench.zoo.build_tts import load_vocoder
+
+    tts = t2s.model.tts.eval()  # our own freshly loaded copy: changed in place
+    _check_transformer_tts(tts)
+    rewrites = _rewrite(tts)
+    enc_graph = TransformerTTSEncoderGraph(tts).eval()
+    step_graph = TransformerTTSStepGraph(tts).eval()
+    post_graph = Tacotron2PostnetGraph(tts, t2s.model.normalize).eval()  # same postnet, same MVN
+    vocoder = load_vocoder(exp_dir)
+    generator = vocoder.generator.eval()
+    folded = strip_weight_norm(generator)
+    voc_graph = HiFiGANGraph(generator).eval()
+    att = tts.decoder.decoders[0].self_attn
+    adim, dlayers = att.d_k * att.h, len(tts.decoder.decoders)
+    text = torch.randint(2, tts.eos, (1, 17), generator=gen)
+    text = torch.cat([text, torch.full((1, 1), tts.eos)], dim=1)
+    steps = 7  # trace a step with a non-empty cache: its length stays symbolic
+    with torch.no_grad():
+        enc = enc_graph(text)
+        ys = torch.randn(1, steps, tts.odim, generator=gen)
+        cache = torch.randn(dlayers, 1, steps - 1, adim, generator=gen)
+        before = torch.randn(1, tts.odim, 23, generator=gen)
+        mel = post_graph(before)
+        torch.onnx.export(
+            enc_graph, (text,), str(out_dir / "encoder.onnx"), dynamo=False,
+            opset_version=OPSET, input_names=["text"], output_names=["enc"],
+            dynamic_axes={"text": {1: "tokens"}, "enc": {1: "tokens"}})
+        torch.onnx.export(
+            step_graph, (ys, enc, cache), str(out_dir / "decoder.onnx"), dynamo=False,
+            opset_version=OPSET, input_names=["ys", "enc", "cache"],
+            output_names=["frames", "prob", "cache_out"],
+            dynamic_axes={"ys": {1: "length"}, "enc": {1: "tokens"}, "cache": {2: "cached"},
+                          "cache_out": {2: "length"}})
+        torch.onnx.export(
+            post_graph, (before,), str(out_dir / "postnet.onnx"), dynamo=False,
+            opset_version=OPSET, input_names=["before"], output_names=["mel"],
+            dynamic_axes={"before": {2: "frames"}, "mel": {1: "frames"}})
+        torch.onnx.export(
+            voc_graph, (mel,), str(out_dir / "vocoder.onnx"), dynamo=False, opset_version=OPSET,
+            input_names=["mel"], output_names=["wave"],
+            dynamic_axes={"mel": {1: "frames"}, "wave": {1: "samples"}})
+    return {
+        "kind": "transformer",
+        "graphs": ["encoder.onnx", "decoder.onnx", "postnet.onnx", "vocoder.onnx"],
+        "sample_rate": int(vocoder.fs or t2s.fs), "hop_length": generator.upsample_factor,
+        "num_heads": int(att.h), "d_model": int(adim),
+        "n_mels": int(tts.odim), "eos": int(tts.eos), "vocab_size": int(tts.idim),
+        "dlayers": dlayers, "reduction_factor": int(tts.reduction_factor),
+        "weight_norm_folded": folded, "module_rewrites": rewrites,
+        # decoder.onnx is called once a frame: what a calibration recorder samples from
+        "step_graphs": ["decoder.onnx"],
+        # the decoder's carried state has a time axis of its own (the cache's is axis 2)
+        "state_inputs": {},
+        "inputs": {"encoder.onnx": ["text"], "decoder.onnx": ["ys", "enc", "cache"],
+                   "postnet.onnx": ["before"], "vocoder.onnx": ["mel"]},
+    }
+
+
 # ---------------------------------------------------------------- entry points
 
 
@@ -621,6 +767,8 @@ def export_tts(exp_dir: Path, out_dir: Path, decode: dict) -> dict:
             meta = _export_joint(t2s, out_dir, gen)
         elif name == "Tacotron2":
             meta = _export_tacotron2(t2s, exp_dir, out_dir, gen)
+        elif name == "Transformer":
+            meta = _export_transformer_tts(t2s, exp_dir, out_dir, gen)
         else:
             raise NotImplementedError(f"{exp_dir}: TTS model {name} has no ONNX exporter yet")
     meta = {"exporter": EXPORTER_VERSION, "opset": OPSET, "torch": torch.__version__,
@@ -662,6 +810,14 @@ def _derived_feed(meta: dict, graph: str, plain_out: dict, tokens: int,
     if graph == "vocoder.onnx":
         src = "postnet.onnx" if "postnet.onnx" in plain_out else "acoustic.onnx"
         return vocoder_feed(plain_out[src][0], tokens)
+    if graph == "decoder.onnx" and meta["kind"] == "transformer":
+        # a step at a random point of the decode: L-1 frames done, their random cache
+        enc = plain_out["encoder.onnx"][0]
+        length = 1 + tokens // 2
+        return {"ys": rng.standard_normal((1, length, meta["n_mels"])).astype(np.float32),
+                "enc": enc,
+                "cache": rng.standard_normal((meta["dlayers"], 1, length - 1, meta["d_model"]))
+                .astype(np.float32)}
     if graph == "decoder.onnx":
         enc, enc_proj = plain_out["encoder.onnx"][:2]
         t = enc.shape[1]

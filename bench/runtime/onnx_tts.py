@@ -16,12 +16,13 @@ from bench.runtime.onnx_asr import load_session
 
 SPECIAL = ("<blank>", "<unk>", "<sos/eos>")
 MEL_KINDS = ("fastspeech2", "joint_text2wav")  # acoustic.onnx + vocoder.onnx (bench.export.tts)
-AR_KINDS = ("tacotron2",)  # encoder.onnx, decoder.onnx (a step), postnet.onnx, vocoder.onnx
+# encoder.onnx, decoder.onnx (a step), postnet.onnx, vocoder.onnx
+AR_KINDS = ("tacotron2", "transformer")
 # ESPnet's Text2Speech defaults for the autoregressive decode settings (a card's decode
 # section overrides them: the recipes' decode_tacotron2.yaml turns the constraint on)
 AR_DECODE = {"threshold": 0.5, "minlenratio": 0.0, "maxlenratio": 10.0,
              "use_att_constraint": False, "backward_window": 1, "forward_window": 3}
-NO_SPEED_CONTROL = {"jets": "JETS", "tacotron2": "Tacotron 2"}
+NO_SPEED_CONTROL = {"jets": "JETS", "tacotron2": "Tacotron 2", "transformer": "Transformer-TTS"}
 
 
 @dataclass
@@ -79,6 +80,15 @@ def require_no_speed_control(kind: str, decode: dict) -> None:
         raise ValueError(f"decode.speed_control_alpha {decode['speed_control_alpha']}: ESPnet's "
                          f"{NO_SPEED_CONTROL[kind]} has no speed control (its inference takes "
                          "no alpha)")
+
+
+def require_no_att_constraint(kind: str, decode: dict) -> None:
+    """Transformer-TTS: ESPnet's Text2Speech passes the attention constraint to Tacotron 2
+    only (the recipes' decode_tacotron2.yaml: "not supported in Transformer"); a card asking
+    for it would get an output that ignores it, so both runtimes refuse it instead."""
+    if kind == "transformer" and bool(decode.get("use_att_constraint", False)):
+        raise ValueError("decode.use_att_constraint true: ESPnet's Transformer-TTS has no "
+                         "attention constraint (Text2Speech applies it to Tacotron 2 only)")
 
 
 def ar_decode(decode: dict) -> dict:
@@ -140,6 +150,39 @@ def tacotron2_decode(step, enc: np.ndarray, enc_proj: np.ndarray, meta: dict,
     return np.concatenate(outs, axis=2), len(outs)
 
 
+def transformer_decode(step, enc: np.ndarray, meta: dict,
+                       settings: dict) -> tuple[np.ndarray, int]:
+    """ESPnet's Transformer.inference in numpy around the one-step graph.
+
+    ``step(feed) -> (frames, prob, cache)``; returns the frames before the postnet
+    (1, odim, T_feats) and the number of steps. The decoder's input starts as one zero frame
+    and grows by each step's last frame; the cache by one position a step (empty at the
+    first, which is ESPnet's cache-less first step). The stop rules are ESPnet's: a step ends
+    the loop when a stop probability reaches ``threshold`` or the steps reach
+    int(T_text * maxlenratio / r), unless they are still under int(T_text * minlenratio / r)
+    (steps, not frames: each step gives r frames). No attention constraint (ESPnet has none).
+    """
+    t = enc.shape[1]
+    r = int(meta["reduction_factor"])
+    maxlen = int(t * settings["maxlenratio"] / r)
+    minlen = int(t * settings["minlenratio"] / r)
+    odim = int(meta["n_mels"])
+    ys = np.zeros((1, 1, odim), np.float32)
+    cache = np.zeros((int(meta["dlayers"]), 1, 0, int(meta["d_model"])), np.float32)
+    outs = []
+    idx = 0
+    while True:
+        idx += 1
+        frames, prob, cache = step({"ys": ys, "enc": enc, "cache": cache})
+        outs.append(frames)
+        ys = np.concatenate([ys, frames[:, :, -1][:, None, :]], axis=1)
+        if int((prob[0] >= settings["threshold"]).sum()) > 0 or idx >= maxlen:
+            if idx < minlen:
+                continue
+            break
+    return np.concatenate(outs, axis=2), len(outs)
+
+
 def vits_durations(n_tokens: int, decode: dict) -> np.ndarray:
     if "token_frames" not in decode:
         raise ValueError("VITS needs decode.token_frames: the stochastic duration predictor "
@@ -161,11 +204,12 @@ class OnnxText2Speech:
         if self.kind == "vits":
             vits_durations(1, decode)  # fail at load, not on the first utterance
         require_no_speed_control(self.kind, decode)
+        require_no_att_constraint(self.kind, decode)
         self.ar_settings = ar_decode(decode) if self.kind in AR_KINDS else None
 
     def token_ids(self, text: str) -> np.ndarray:
         ids = self.tokens(text)
-        # FastSpeech2.inference and Tacotron2.inference append eos themselves (JETS none)
+        # FastSpeech2, Tacotron2 and Transformer append eos themselves (JETS none)
         if self.meta.get("eos") is not None:
             ids = ids + [int(self.meta["eos"])]
         return np.asarray(ids, dtype=np.int64)[None]
@@ -178,6 +222,13 @@ class OnnxText2Speech:
             (wave,) = self.sessions["vocoder.onnx"].run(None, {"mel": mel})
         elif self.kind == "jets":
             wave, _ = self.sessions["jets.onnx"].run(None, {"text": ids})
+        elif self.kind == "transformer":
+            (enc,) = self.sessions["encoder.onnx"].run(None, {"text": ids})
+            step = self.sessions["decoder.onnx"]
+            before, _ = transformer_decode(lambda feed: step.run(None, feed), enc, self.meta,
+                                           self.ar_settings)
+            (mel,) = self.sessions["postnet.onnx"].run(None, {"before": before})
+            (wave,) = self.sessions["vocoder.onnx"].run(None, {"mel": mel})
         elif self.kind in AR_KINDS:
             enc, enc_proj = self.sessions["encoder.onnx"].run(None, {"text": ids})
             step = self.sessions["decoder.onnx"]

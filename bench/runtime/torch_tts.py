@@ -10,6 +10,9 @@ maxlenratio, the attention constraint; Text2Speech's defaults for any the card l
 and the experiment's HiFiGAN as its vocoder, fed the denormalised mel as Text2Speech does.
 Its prenet dropout, on at inference in ESPnet, must be 0 (the card's tts_conf.dropout_rate)
 for the output to repeat, and the ONNX export refuses anything else.
+Transformer-TTS: as Tacotron 2 (threshold, minlenratio, maxlenratio; Text2Speech gives it no
+attention constraint, and both runtimes refuse a card that asks for one); its decoder
+prenet's dropout (tts_conf.dprenet_dropout_rate) must be 0 for the same reason.
 VITS: ESPnet's VITS.inference with the card's fixed durations (Text2Speech passes durations
 only with teacher forcing) and with the flow's noise drawn by bench.runtime.onnx_tts.vits_noise:
 torch.randn_like is patched for the call to hand back that draw, the same the ONNX graph
@@ -24,7 +27,8 @@ import numpy as np
 
 from bench.runtime.finite import require_finite
 from bench.runtime.onnx_tts import (AR_DECODE, PhonemeTokens, Synthesis,
-                                    require_no_speed_control, vits_durations, vits_noise)
+                                    require_no_att_constraint, require_no_speed_control,
+                                    vits_durations, vits_noise)
 
 
 @contextlib.contextmanager
@@ -66,10 +70,10 @@ class TorchText2Speech:
                                    device=device, **kw)
         self.kind = {"FastSpeech2": "fastspeech2", "VITS": "vits", "JETS": "jets",
                      "JointText2Wav": "joint_text2wav",
-                     "Tacotron2": "tacotron2"}.get(type(self.t2s.tts).__name__)
+                     "Tacotron2": "tacotron2", "Transformer": "transformer"}.get(type(self.t2s.tts).__name__)
         if self.kind is None:
             raise NotImplementedError(f"{exp_dir}: no reference for {type(self.t2s.tts).__name__}")
-        if self.kind in ("fastspeech2", "tacotron2"):
+        if self.kind in ("fastspeech2", "tacotron2", "transformer"):
             from bench.zoo.build_tts import load_vocoder
 
             vocoder = load_vocoder(exp_dir)  # HiFiGAN instead of Text2Speech's Griffin-Lim
@@ -78,6 +82,7 @@ class TorchText2Speech:
         elif self.kind == "vits":
             vits_durations(1, decode)
         require_no_speed_control(self.kind, decode)
+        require_no_att_constraint(self.kind, decode)
         self.tokens = PhonemeTokens(exp_dir)
         self.sample_rate = int(self.t2s.fs)
         vocoder = getattr(getattr(self.t2s, "vocoder", None), "generator", None)
@@ -94,7 +99,7 @@ class TorchText2Speech:
 
         ids = torch.as_tensor(self.token_ids(text), device=self.device)
         with torch.no_grad():
-            if self.kind in ("fastspeech2", "jets", "tacotron2"):
+            if self.kind in ("fastspeech2", "jets", "tacotron2", "transformer"):
                 wav = self.t2s(ids)["wav"]
             elif self.kind == "joint_text2wav":
                 alpha = float(self.decode.get("speed_control_alpha", 1.0))

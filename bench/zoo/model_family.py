@@ -12,9 +12,10 @@ ENCODERS = ("conformer", "transformer", "e_branchformer", "branchformer")
 STREAMING_ENCODERS = ("contextual_block_transformer", "contextual_block_conformer")
 ATTENTION_DECODERS = ("transformer",)  # what the one-step decoder graph handles
 TRANSDUCER_RNNS = ("lstm",)
-TTS_MODELS = ("fastspeech2", "vits", "jets", "joint_text2wav", "tacotron2")  # bench/export/tts.py
+TTS_MODELS = ("fastspeech2", "vits", "jets", "joint_text2wav", "tacotron2",
+              "transformer")  # bench/export/tts.py
 GAN_TTS = ("vits", "jets", "joint_text2wav")  # built by ESPnet's GANTTSTask
-AUTOREGRESSIVE_TTS = ("tacotron2", "transformer")  # stop token; "transformer" not exported yet
+AUTOREGRESSIVE_TTS = ("tacotron2", "transformer")  # stop token
 
 
 def is_ctc_only(cfg: dict) -> bool:
@@ -120,8 +121,29 @@ def _tts_refusal(cfg: dict) -> str | None:
                     "inference too (fresh random masks every run, which no ONNX graph reproduces); "
                     "a card sets it to 0.0 to compare ONNX with ESPnet")
         return None
+    if model == "transformer":
+        return _transformer_tts_refusal(cfg.get("tts_conf") or {})
     if model in TTS_MODELS:
         return None
     kind = "an autoregressive model (stop token)" if model in AUTOREGRESSIVE_TTS else "a model"
     return (f"tts {model!r} is {kind} with no ONNX exporter yet: the exporter handles "
             f"{', '.join(TTS_MODELS)}")
+
+
+def _transformer_tts_refusal(conf: dict) -> str | None:
+    """What the Transformer-TTS exporter (bench/export/tts.py) reproduces: one speaker, no
+    global style tokens, and a decoder prenet without dropout (it is Tacotron 2's Prenet,
+    which applies dropout at inference too; the encoder prenet's and postnet's dropout are
+    eval-mode modules, off at inference)."""
+    for key in ("spks", "langs", "spk_embed_dim"):
+        if conf.get(key) not in (None, 0, 1):
+            return (f"tts_conf.{key} {conf[key]!r}: multi-speaker / multi-language "
+                    "Transformer-TTS is not exported")
+    if conf.get("use_gst"):
+        return "tts_conf.use_gst: Transformer-TTS with global style tokens is not exported"
+    rate = conf.get("dprenet_dropout_rate", 0.5)
+    if conf.get("dprenet_layers", 2) and float(rate) != 0.0:
+        return (f"tts_conf.dprenet_dropout_rate {rate}: ESPnet's Transformer-TTS decoder prenet "
+                "applies dropout at inference too (fresh random masks every run, which no ONNX "
+                "graph reproduces); a card sets it to 0.0 to compare ONNX with ESPnet")
+    return None
