@@ -353,6 +353,33 @@ def test_report_timing(art):
 # ------------------------------------------------------------------ Tacotron 2 (slow)
 
 
+def _both_waves(art, settings: dict):
+    """ESPnet's and the ONNX runtime's waves for SENTENCE under the card's decode settings with
+    ``settings`` over them, the vocoder hop and the token count (phonemes + eos)."""
+    from bench.runtime.onnx_tts import OnnxText2Speech
+    from bench.runtime.torch_tts import TorchText2Speech
+
+    decode = {**art["decode"], **settings}
+    ref = TorchText2Speech(art["exp"], decode)
+    var = OnnxText2Speech(art["root"] / "onnx", art["exp"], art["meta"], decode)
+    return (ref(SENTENCE).wave, var(SENTENCE).wave, art["meta"]["hop_length"],
+            len(SENTENCE.split()) + 1)
+
+
+def _export_with_tts_conf(art, tmp_path, **tts_conf):
+    """Export a copy of the card's experiment with ``tts_conf`` keys changed in its config."""
+    import yaml
+
+    from bench.export.tts import export_tts
+
+    exp = tmp_path / "exp"
+    shutil.copytree(art["exp"], exp)
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    cfg["tts_conf"].update(tts_conf)
+    (exp / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return export_tts(exp, tmp_path / "onnx", art["decode"])
+
+
 def _tacotron2(art):
     if art["meta"]["kind"] != "tacotron2":
         pytest.skip("Tacotron 2 only")
@@ -395,14 +422,7 @@ def test_tacotron2_stop_rules_follow_pytorch(art, settings, rule):
     """The numpy loop's stop rules and attention constraint against ESPnet's Decoder.inference
     at other decode settings: the same frame count and the same wave."""
     _tacotron2(art)
-    from bench.runtime.onnx_tts import OnnxText2Speech
-    from bench.runtime.torch_tts import TorchText2Speech
-
-    decode = {**art["decode"], **settings}
-    ref = TorchText2Speech(art["exp"], decode)
-    var = OnnxText2Speech(art["root"] / "onnx", art["exp"], art["meta"], decode)
-    hop, tokens = art["meta"]["hop_length"], len(SENTENCE.split()) + 1
-    a, b = ref(SENTENCE).wave, var(SENTENCE).wave
+    a, b, hop, tokens = _both_waves(art, settings)
     want = {"stop token at the first frame": 1, "maxlenratio": 3 * tokens,
             "no constraint": 2 * tokens, "other windows": int(2.5 * tokens)}[rule]
     assert a.size == b.size == want * hop, rule
@@ -413,17 +433,8 @@ def test_tacotron2_stop_rules_follow_pytorch(art, settings, rule):
 def test_tacotron2_export_refuses_prenet_dropout(art, tmp_path):
     """With the recipe's dropout rate the export says why it cannot match ESPnet."""
     _tacotron2(art)
-    import yaml
-
-    from bench.export.tts import export_tts
-
-    exp = tmp_path / "exp"
-    shutil.copytree(art["exp"], exp)
-    cfg = yaml.safe_load((exp / "config.yaml").read_text())
-    cfg["tts_conf"]["dropout_rate"] = 0.5
-    (exp / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(NotImplementedError, match="prenet dropout 0.5"):
-        export_tts(exp, tmp_path / "onnx", art["decode"])
+        _export_with_tts_conf(art, tmp_path, dropout_rate=0.5)
 
 
 # ------------------------------------------------------------------ Transformer-TTS (slow)
@@ -486,14 +497,7 @@ def test_transformer_stop_rules_follow_pytorch(art, settings, rule):
     """The numpy loop's stop rules against ESPnet's Transformer.inference at other decode
     settings (a threshold of 1.0 is never reached): the same frame count and the same wave."""
     _transformer(art)
-    from bench.runtime.onnx_tts import OnnxText2Speech
-    from bench.runtime.torch_tts import TorchText2Speech
-
-    decode = {**art["decode"], **settings}
-    ref = TorchText2Speech(art["exp"], decode)
-    var = OnnxText2Speech(art["root"] / "onnx", art["exp"], art["meta"], decode)
-    hop, tokens = art["meta"]["hop_length"], len(SENTENCE.split()) + 1
-    a, b = ref(SENTENCE).wave, var(SENTENCE).wave
+    a, b, hop, tokens = _both_waves(art, settings)
     want = {"stop token at the first frame": 1, "maxlenratio": 3 * tokens,
             "minlenratio over maxlenratio": 2 * tokens, "other minlenratio": int(2.5 * tokens)}[rule]
     assert a.size == b.size == want * hop, rule
@@ -519,17 +523,8 @@ def test_transformer_refuses_attention_constraint(art):
 def test_transformer_export_refuses_prenet_dropout(art, tmp_path):
     """With the recipe's decoder prenet dropout the export says why it cannot match ESPnet."""
     _transformer(art)
-    import yaml
-
-    from bench.export.tts import export_tts
-
-    exp = tmp_path / "exp"
-    shutil.copytree(art["exp"], exp)
-    cfg = yaml.safe_load((exp / "config.yaml").read_text())
-    cfg["tts_conf"]["dprenet_dropout_rate"] = 0.5
-    (exp / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(NotImplementedError, match="decoder prenet dropout 0.5.*dprenet_dropout_rate"):
-        export_tts(exp, tmp_path / "onnx", art["decode"])
+        _export_with_tts_conf(art, tmp_path, dprenet_dropout_rate=0.5)
 
 
 @pytest.mark.slow

@@ -580,14 +580,7 @@ def _export_tacotron2(t2s, exp_dir: Path, out_dir: Path, gen: torch.Generator) -
             dynamic_axes={"enc": {1: "tokens"}, "enc_proj": {1: "tokens"},
                           "att_prev": {1: "tokens"}, "att_bias": {1: "tokens"},
                           "att_w": {1: "tokens"}})
-        torch.onnx.export(
-            post_graph, (before,), str(out_dir / "postnet.onnx"), dynamo=False,
-            opset_version=OPSET, input_names=["before"], output_names=["mel"],
-            dynamic_axes={"before": {2: "frames"}, "mel": {1: "frames"}})
-        torch.onnx.export(
-            voc_graph, (mel,), str(out_dir / "vocoder.onnx"), dynamo=False, opset_version=OPSET,
-            input_names=["mel"], output_names=["wave"],
-            dynamic_axes={"mel": {1: "frames"}, "wave": {1: "samples"}})
+        _export_postnet_and_vocoder(post_graph, voc_graph, before, mel, out_dir)
     vocoder = load_vocoder(exp_dir)
     return {
         "kind": "tacotron2",
@@ -609,6 +602,19 @@ def _export_tacotron2(t2s, exp_dir: Path, out_dir: Path, gen: torch.Generator) -
                                     "att_bias"],
                    "postnet.onnx": ["before"], "vocoder.onnx": ["mel"]},
     }
+
+
+def _export_postnet_and_vocoder(post_graph, voc_graph, before, mel, out_dir: Path) -> None:
+    """The autoregressive models' last two graphs: postnet.onnx (frames before the postnet ->
+    denormalised mel) and vocoder.onnx (mel -> wave)."""
+    torch.onnx.export(
+        post_graph, (before,), str(out_dir / "postnet.onnx"), dynamo=False,
+        opset_version=OPSET, input_names=["before"], output_names=["mel"],
+        dynamic_axes={"before": {2: "frames"}, "mel": {1: "frames"}})
+    torch.onnx.export(
+        voc_graph, (mel,), str(out_dir / "vocoder.onnx"), dynamo=False, opset_version=OPSET,
+        input_names=["mel"], output_names=["wave"],
+        dynamic_axes={"mel": {1: "frames"}, "wave": {1: "samples"}})
 
 
 # ---------------------------------------------------------------- Transformer-TTS + HiFiGAN
@@ -716,14 +722,7 @@ def _export_transformer_tts(t2s, exp_dir: Path, out_dir: Path, gen: torch.Genera
             output_names=["frames", "prob", "cache_out"],
             dynamic_axes={"ys": {1: "length"}, "enc": {1: "tokens"}, "cache": {2: "cached"},
                           "cache_out": {2: "length"}})
-        torch.onnx.export(
-            post_graph, (before,), str(out_dir / "postnet.onnx"), dynamo=False,
-            opset_version=OPSET, input_names=["before"], output_names=["mel"],
-            dynamic_axes={"before": {2: "frames"}, "mel": {1: "frames"}})
-        torch.onnx.export(
-            voc_graph, (mel,), str(out_dir / "vocoder.onnx"), dynamo=False, opset_version=OPSET,
-            input_names=["mel"], output_names=["wave"],
-            dynamic_axes={"mel": {1: "frames"}, "wave": {1: "samples"}})
+        _export_postnet_and_vocoder(post_graph, voc_graph, before, mel, out_dir)
     return {
         "kind": "transformer",
         "graphs": ["encoder.onnx", "decoder.onnx", "postnet.onnx", "vocoder.onnx"],

@@ -107,20 +107,12 @@ def _tts_refusal(cfg: dict) -> str | None:
         if conf.get("atype", "location") != "location":
             return (f"tts_conf.atype {conf['atype']!r} is not supported: the Tacotron 2 exporter "
                     "handles location-sensitive attention")
-        for key in ("spks", "langs", "spk_embed_dim"):
-            if conf.get(key) not in (None, 0, 1):
-                return (f"tts_conf.{key} {conf[key]!r}: multi-speaker / multi-language Tacotron 2 "
-                        "is not exported")
-        if conf.get("use_gst"):
-            return "tts_conf.use_gst: Tacotron 2 with global style tokens is not exported"
+        voices = _single_voice_refusal(conf, "Tacotron 2")
+        if voices:
+            return voices
         if conf.get("output_activation") is not None:
             return f"tts_conf.output_activation {conf['output_activation']!r} is not supported"
-        rate = conf.get("dropout_rate", 0.5)
-        if conf.get("prenet_layers", 2) and float(rate) != 0.0:
-            return (f"tts_conf.dropout_rate {rate}: ESPnet's Tacotron 2 prenet applies dropout at "
-                    "inference too (fresh random masks every run, which no ONNX graph reproduces); "
-                    "a card sets it to 0.0 to compare ONNX with ESPnet")
-        return None
+        return _prenet_dropout_refusal(conf, "dropout_rate", "prenet_layers", "Tacotron 2 prenet")
     if model == "transformer":
         return _transformer_tts_refusal(cfg.get("tts_conf") or {})
     if model in TTS_MODELS:
@@ -130,20 +122,35 @@ def _tts_refusal(cfg: dict) -> str | None:
             f"{', '.join(TTS_MODELS)}")
 
 
+def _single_voice_refusal(conf: dict, family: str) -> str | None:
+    """The autoregressive exporters reproduce one speaker and language, without global style
+    tokens: the key that asks for more, named."""
+    for key in ("spks", "langs", "spk_embed_dim"):
+        if conf.get(key) not in (None, 0, 1):
+            return f"tts_conf.{key} {conf[key]!r}: multi-speaker / multi-language {family} is not exported"
+    if conf.get("use_gst"):
+        return f"tts_conf.use_gst: {family} with global style tokens is not exported"
+    return None
+
+
 def _transformer_tts_refusal(conf: dict) -> str | None:
     """What the Transformer-TTS exporter (bench/export/tts.py) reproduces: one speaker, no
     global style tokens, and a decoder prenet without dropout (it is Tacotron 2's Prenet,
     which applies dropout at inference too; the encoder prenet's and postnet's dropout are
     eval-mode modules, off at inference)."""
-    for key in ("spks", "langs", "spk_embed_dim"):
-        if conf.get(key) not in (None, 0, 1):
-            return (f"tts_conf.{key} {conf[key]!r}: multi-speaker / multi-language "
-                    "Transformer-TTS is not exported")
-    if conf.get("use_gst"):
-        return "tts_conf.use_gst: Transformer-TTS with global style tokens is not exported"
-    rate = conf.get("dprenet_dropout_rate", 0.5)
-    if conf.get("dprenet_layers", 2) and float(rate) != 0.0:
-        return (f"tts_conf.dprenet_dropout_rate {rate}: ESPnet's Transformer-TTS decoder prenet "
-                "applies dropout at inference too (fresh random masks every run, which no ONNX "
-                "graph reproduces); a card sets it to 0.0 to compare ONNX with ESPnet")
+    voices = _single_voice_refusal(conf, "Transformer-TTS")
+    if voices:
+        return voices
+    return _prenet_dropout_refusal(conf, "dprenet_dropout_rate", "dprenet_layers",
+                                   "Transformer-TTS decoder prenet")
+
+
+def _prenet_dropout_refusal(conf: dict, key: str, layers_key: str, prenet: str) -> str | None:
+    """Tacotron 2's Prenet (also Transformer-TTS's decoder prenet) applies dropout at inference
+    too: a rate other than 0 (ESPnet's default 0.5) is refused, naming ``key``."""
+    rate = conf.get(key, 0.5)
+    if conf.get(layers_key, 2) and float(rate) != 0.0:
+        return (f"tts_conf.{key} {rate}: ESPnet's {prenet} applies dropout at inference too "
+                "(fresh random masks every run, which no ONNX graph reproduces); a card sets it "
+                "to 0.0 to compare ONNX with ESPnet")
     return None
