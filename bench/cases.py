@@ -109,14 +109,15 @@ def _restore_torch_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
-def device_available(device: str) -> str | None:
-    """None if the device can run here, else the reason it cannot."""
+def device_available(device: str, runtime: str) -> str | None:
+    """None if ``runtime`` ("torch" or "onnx") can run on the device here, else why not."""
     if device == "cpu":
         return None
-    import onnxruntime
+    if runtime == "onnx":
+        import onnxruntime
 
-    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        return "no CUDA execution provider in this onnxruntime (install onnxruntime-gpu)"
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            return "no CUDA execution provider in this onnxruntime (install onnxruntime-gpu)"
     import torch
 
     if not torch.cuda.is_available():
@@ -130,7 +131,7 @@ def run_case(session: BenchSession, card: Card, variant: str, device: str) -> di
     # a core, ORT far less: a busy machine inflates speedups, so the load is recorded.
     case["settings"] = {"threads": session.threads, "decode": card.decode,
                         "providers": PROVIDERS.get(device), "loadavg_1m_before": os.getloadavg()[0]}
-    reason = device_reason(variant, device) or device_available(device)
+    reason = device_reason(variant, device) or device_available(device, get_variant(variant).runtime)
     if reason:
         return set_skipped(case, reason)
     try:

@@ -351,7 +351,14 @@ def measure_child_memory(artifact, card, variant, device, threads, inputs):
                 "device": device, "threads": threads, "inputs": str(path),
                 "runtime": get_variant(variant).runtime}
         (Path(tmp) / "spec.json").write_text(json.dumps(spec))
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        env = dict(os.environ, PYTHONPATH=child_pythonpath())
         return measure_peak_rss([sys.executable, "-m", "bench.measure.child",
                                  str(Path(tmp) / "spec.json")], env=env, timeout=1800,
                                 gpu=device == "cuda")
+
+
+def child_pythonpath() -> str:
+    """This checkout first, then whatever PYTHONPATH the run was given (packages installed
+    with pip --target, say): the child must import what its parent imported."""
+    return os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
+                                         os.environ.get("PYTHONPATH")]))

@@ -121,3 +121,14 @@ def test_chatty_child_does_not_block_on_pipes():
     r = measure_peak_rss(argv, env=_env(), timeout=60)
     assert r.payload == {"ok": True}
     assert "err line 19999" in r.stderr_tail
+
+
+def test_the_measured_child_keeps_the_runs_pythonpath(monkeypatch, tmp_path):
+    # packages installed with pip --target reach the parent through PYTHONPATH; the child needs them too
+    from bench.paths import REPO_ROOT
+    from bench.trackers import child_pythonpath
+
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    assert child_pythonpath().split(os.pathsep) == [str(REPO_ROOT), str(tmp_path)]
+    monkeypatch.delenv("PYTHONPATH")
+    assert child_pythonpath() == str(REPO_ROOT)

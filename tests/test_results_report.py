@@ -155,6 +155,25 @@ def test_speedup_table_puts_each_variant_beside_the_papers_figure():
     assert lines[3] == "| tts | tts-y | 1.05 [0.95, 1.15] | 0.90 [0.80, 1.00] | 1.3x |"
 
 
+def test_tables_tell_a_runs_cuda_cases_from_its_cpu_cases():
+    from bench.report.table import markdown_table, speedup_table
+
+    doc = R.new_run({"class": "gpu-test"}, {}, "abc1234")
+    for variant, device, s, gpu in [("pytorch", "cuda", None, 782.0), ("onnx-fused", "cuda", 1.6, 300.0),
+                                    ("pytorch", "cpu", None, None), ("onnx-fused", "cpu", 4.7, None)]:
+        c = R.make_case("asr", "asr-x", variant, device)
+        c["metrics"].update(speedup=s, speedup_ci95=[s - 0.1, s + 0.1] if s else None,
+                            process_peak_mb=2048.0, peak_gpu_mb=gpu)
+        c["status"] = "ok"
+        R.add_case(doc, c)
+    lines = speedup_table([doc]).splitlines()
+    assert lines[0] == "| task | card | onnx-fused (cuda) | onnx-fused | paper (CPU) |"
+    assert lines[2].startswith("| asr | asr-x | 1.60 [1.50, 1.70] | 4.70 [4.60, 4.80] |")
+    table = markdown_table(doc)
+    assert "| asr-x | pytorch (cuda) | reference |" in table and "| 2048 + GPU 782 |" in table
+    assert "| asr-x | pytorch | reference |" in table
+
+
 def test_memory_table_says_how_far_below_pytorch_each_figure_lies():
     from bench.report.table import memory_table
 

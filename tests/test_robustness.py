@@ -412,3 +412,16 @@ def test_readme_counts_match_the_tests():
                       + [f"| {name} | {sum(bool(re.search(pat, i)) for i in ids)} |"
                          for name, pat in REQUIREMENTS])
     assert table in (REPO_ROOT / "docs" / "inputs.md").read_text(), f"docs/inputs.md should hold:\n{table}"
+
+
+def test_a_session_that_fell_back_from_the_provider_asked_for_is_an_error(tmp_path):
+    # onnxruntime-gpu without its CUDA libraries lists CUDA but runs on the CPU
+    from bench.runtime.onnx_asr import ProviderFallbackError, check_provider
+
+    class CpuOnly:
+        def get_providers(self):
+            return ["CPUExecutionProvider"]
+
+    with pytest.raises(ProviderFallbackError, match="decoder.onnx.*could not start CUDAExecutionProvider"):
+        check_provider(CpuOnly(), tmp_path / "decoder.onnx", "CUDAExecutionProvider")
+    check_provider(CpuOnly(), tmp_path / "decoder.onnx", "CPUExecutionProvider")

@@ -120,6 +120,7 @@ def test_gpu_installs_pin_the_same_onnxruntime_as_the_project():
 
     root = WORKFLOWS.parent.parent
     pin = re.search(r'"onnxruntime==([0-9.]+)"', (root / "pyproject.toml").read_text()).group(1)
-    assert f"onnxruntime-gpu=={pin}" in (root / "tox.ini").read_text()
+    # [cuda,cudnn]: the CUDA 12 libraries it was built for; torch's CUDA 13 ones do not serve it
+    assert f"onnxruntime-gpu[cuda,cudnn]=={pin}" in (root / "tox.ini").read_text()
     run = (root / "run").read_text()
-    assert 'BENCH_GPU' in run and 'onnxruntime-gpu==$ort' in run
+    assert 'BENCH_GPU' in run and 'onnxruntime-gpu[cuda,cudnn]==$ort' in run

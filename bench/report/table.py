@@ -24,6 +24,17 @@ def speed_cell(c: Mapping) -> str:
         f"{num(m.get('speedup'))} [{num(ci[0])}, {num(ci[1])}]" if ci else "-")
 
 
+def variant_label(c: Mapping) -> str:
+    """The variant, with its device when that is not the CPU (a run may hold both)."""
+    return c["variant"] if c["device"] == "cpu" else f"{c['variant']} ({c['device']})"
+
+
+def process_cell(m: Mapping) -> str:
+    """Whole-process peak RSS, and the GPU memory NVML listed for the process where it did."""
+    host = num(m.get("process_peak_mb"), "{:.0f}")
+    return host if m.get("peak_gpu_mb") is None else f"{host} + GPU {m['peak_gpu_mb']:.0f}"
+
+
 def status_cell(c: Mapping) -> str:
     """The gate's verdict of a case that ran, else its status."""
     return c["status"] if c["status"] != "ok" else (c.get("gate") or {}).get("verdict", "ok")
@@ -44,9 +55,9 @@ def markdown_table(doc: Mapping, card: str | None = None) -> str:
         if card and c["card"] != card:
             continue
         m = c["metrics"]
-        rows.append(f"| {c['card']} | {c['variant']} | {speed_cell(c)} | {num(m.get('rtf'), '{:.4f}')} | "
+        rows.append(f"| {c['card']} | {variant_label(c)} | {speed_cell(c)} | {num(m.get('rtf'), '{:.4f}')} | "
                     f"{num((m.get('latency_ms') or {}).get('p50'), '{:.0f}')} | "
-                    f"{num(m.get('process_peak_mb'), '{:.0f}')} | "
+                    f"{process_cell(m)} | "
                     f"{num(m.get('peak_rss_mb'), '{:.0f}')} | {num(m.get('model_mb'), '{:.1f}')} | "
                     f"{quality(m)} | {agreement_cell(m)} | "
                     f"{status_cell(c)} |")
@@ -69,11 +80,12 @@ def speedup_table(docs: list[Mapping]) -> str:
         for c in doc["cases"]:
             if c["variant"] == "pytorch" or c["status"] != "ok":
                 continue
-            if c["variant"] not in variants:
-                variants.append(c["variant"])
+            label = variant_label(c)
+            if label not in variants:
+                variants.append(label)
             m = c["metrics"]
             ci = m.get("speedup_ci95") or [None, None]
-            rows.setdefault((c["task"], c["card"]), {})[c["variant"]] = \
+            rows.setdefault((c["task"], c["card"]), {})[label] = \
                 f"{num(m.get('speedup'))} [{num(ci[0])}, {num(ci[1])}]"
     out = ["| task | card | " + " | ".join(variants) + " | paper (CPU) |",
            "|---|---|" + "---|" * len(variants) + "---|"]
@@ -102,7 +114,7 @@ def memory_table(docs: list[Mapping]) -> str:
                 continue
             m, ref = c["metrics"], torch.get((c["card"], c["device"]), {})
             whole, work = m.get("process_peak_mb"), m.get("peak_rss_mb")
-            out.append(f"| {c['card']} | {c['variant']} | {num(whole, '{:.0f}')} | "
+            out.append(f"| {c['card']} | {variant_label(c)} | {num(whole, '{:.0f}')} | "
                        f"{_below(whole, ref.get('process_peak_mb'))} | {num(work, '{:.0f}')} | "
                        f"{_below(work, ref.get('peak_rss_mb'))} |")
     runs = ", ".join(f"{d['run']['id']} (commit {str(d['run'].get('git_commit'))[:10]})" for d in docs)
@@ -122,12 +134,12 @@ def roofline_table(docs: list[Mapping]) -> str:
             if not r or c["status"] != "ok":
                 continue
             if r.get("measured") is False:
-                out.append(f"| {c['card']} | {c['variant']} | not measured: {r['why']} | | | | | | |")
+                out.append(f"| {c['card']} | {variant_label(c)} | not measured: {r['why']} | | | | | | |")
                 continue
             parts = [(f"graph {k}", g) for k, g in r["graphs"].items()]
             parts += [("all graphs", r["in_graphs"]), ("end to end", r["end_to_end"])]
             for name, g in parts:
-                out.append(f"| {c['card']} | {c['variant']} | {name} | {g.get('runs', '')} | "
+                out.append(f"| {c['card']} | {variant_label(c)} | {name} | {g.get('runs', '')} | "
                            f"{g['gflop_fp32']:.2f} | {g['gop_int8']:.2f} | {g['seconds']:.3f} | "
                            f"{num(g['gops_per_s'], '{:.1f}')} | {num(g['peak_percent'], '{:.1f}')} |")
             p = r["peaks"]
@@ -149,7 +161,7 @@ def streaming_table(docs: list[Mapping]) -> str:
             s = (c.get("settings") or {}).get("streaming")
             if not s or c["status"] != "ok" or not s.get("measured", True):
                 continue
-            out.append(f"| {c['card']} | {c['variant']} | {num(s['chunk_ms'], '{:.0f}')} | "
+            out.append(f"| {c['card']} | {variant_label(c)} | {num(s['chunk_ms'], '{:.0f}')} | "
                        f"{num(c['metrics'].get('rtf'), '{:.3f}')} | {trio(s['call_ms'])} | "
                        f"{trio(s['block_call_ms'])} | {num(s['final_ms']['p50'], '{:.1f}')}/"
                        f"{num(s['final_ms']['p99'], '{:.1f}')} | {num(s['first_token_audio_s'], '{:.2f}')} / "
@@ -173,7 +185,7 @@ def server_table(docs: list[Mapping]) -> str:
                 continue
             m, lat = c["metrics"], s["server"]["latency_ms"]
             speed = "reference" if c["variant"] == "pytorch" else num(m.get("server_speedup"))
-            out.append(f"| {c['card']} | {c['variant']} | {s['streams']} | {s['offline']['rtfx']:.1f} | "
+            out.append(f"| {c['card']} | {variant_label(c)} | {s['streams']} | {s['offline']['rtfx']:.1f} | "
                        f"{speed} | {s['server']['rate_qps']:.2f} | {num(lat['p50'], '{:.0f}')} | "
                        f"{num(lat['p99'], '{:.0f}')} |")
     runs = ", ".join(d["run"]["id"] for d in docs)

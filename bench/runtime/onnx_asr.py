@@ -9,6 +9,7 @@ must hold only what a deployment would.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,13 +58,41 @@ def session_options(threads: int) -> ort.SessionOptions:
     return so
 
 
+class ProviderFallbackError(RuntimeError):
+    """ORT did not take the execution provider asked for and would run the graph on another."""
+
+
 def load_session(path: Path, threads: int, providers: list[str]) -> ort.InferenceSession:
     if not path.exists():
         raise ModelFileError(f"{path}: ONNX file not found")
+    if providers[0] == "CUDAExecutionProvider":
+        _preload_cuda_libraries()
     try:
-        return ort.InferenceSession(str(path), session_options(threads), providers=providers)
+        session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
     except Exception as e:  # ORT raises its own types for a corrupt or truncated file
         raise ModelFileError(f"{path}: cannot load ONNX model ({type(e).__name__}: {e})") from e
+    check_provider(session, path, providers[0])
+    return session
+
+
+@functools.cache
+def _preload_cuda_libraries() -> None:
+    """PyPI's onnxruntime-gpu is built for CUDA 12 and cuDNN 9, which its extras [cuda,cudnn]
+    install as pip packages (./run's BENCH_GPU=1 does), while this venv's torch brings CUDA 13:
+    preload_dlls loads the CUDA 12 libraries from those packages before the first CUDA session."""
+    if hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()
+
+
+def check_provider(session, path: Path, wanted: str) -> None:
+    """ORT lists CUDAExecutionProvider whenever onnxruntime-gpu is installed, but when CUDA's
+    or cuDNN's libraries of its major version are missing it only logs an error and runs
+    the graph on the CPU: a 'cuda' case would then time the CPU."""
+    if session.get_providers()[0] != wanted:
+        raise ProviderFallbackError(
+            f"{path}: ONNX Runtime {ort.__version__} could not start {wanted} and fell back to "
+            f"{session.get_providers()}; for CUDA, the CUDA and cuDNN libraries this "
+            "onnxruntime-gpu was built against must be on the library path")
 
 
 class DecoderGraphs:
