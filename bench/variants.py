@@ -46,7 +46,7 @@ def check_variant(src: Path, dst: Path, info: dict, atol: float | None) -> dict:
 def _copy_plain(src: Path, dst: Path, info: dict) -> dict:
     for g in _graphs(info):
         shutil.copyfile(src / g, dst / g)
-    return {"graph_optimization": "onnxruntime session default (ORT_ENABLE_ALL, online)"}
+    return {"graph_optimization": "online only: the session's level (bench/runtime/onnx_asr.py OPTIMIZATION)"}
 
 
 def _fuse(src: Path, dst: Path, info: dict) -> dict:
