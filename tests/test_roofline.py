@@ -85,8 +85,13 @@ def test_roofline_sets_each_graphs_count_against_the_peaks(tmp_path):
     int8 = 4 * counter.count(_feeds(1, 10)).int8
     assert g["gflop_fp32"] == round(fp32 / 1e9, 3) and g["gop_int8"] == round(int8 / 1e9, 3)
     ideal = fp32 / 100e9 + int8 / 400e9
-    assert g["peak_percent"] == pytest.approx(100 * ideal / g["seconds"], rel=1e-2, abs=0.01)
-    assert r["end_to_end"]["seconds"] >= r["in_graphs"]["seconds"] * 0.5
+    # seconds are stored to 4 decimals and the percent to 2: the percent must lie in the band
+    # that the seconds' rounding leaves (a few runs of a small graph take well under 1 ms)
+    s = g["seconds"]
+    low, high = 100 * ideal / (s + 5e-5), 100 * ideal / max(s - 5e-5, 1e-9)
+    assert low - 0.005 <= g["peak_percent"] <= high + 0.005
+    # the decode's time holds its graphs' (one pass, counting time taken out)
+    assert r["end_to_end"]["seconds"] >= r["in_graphs"]["seconds"] - 1e-4
     assert "run" not in vars(rec.net)  # the session's own run is back
 
 

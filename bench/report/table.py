@@ -26,7 +26,8 @@ def speed_cell(c: Mapping) -> str:
 
 def variant_label(c: Mapping) -> str:
     """The variant, with its device when that is not the CPU (a run may hold both)."""
-    return c["variant"] if c["device"] == "cpu" else f"{c['variant']} ({c['device']})"
+    device = c.get("device", "cpu")
+    return c["variant"] if device == "cpu" else f"{c['variant']} ({device})"
 
 
 def process_cell(m: Mapping) -> str:

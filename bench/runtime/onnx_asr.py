@@ -41,11 +41,9 @@ SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 
 # Memory as a deployment holds it: ORT's CPU arena keeps every block it ever took and grows
 # with each new input length, and ORT_ENABLE_ALL's NCHWc layout adds reordered copies of the
-# subsampling convolution's activations (tens of MB on a 15 s input). On asr-conformer-paper
-# onnx-int8, arena off with ORT_ENABLE_EXTENDED (every fusion, no layout change) took the
-# timed subset's peak RSS from 239 to 187 MB on the first pass and from 307 to 219 MB after
-# three, at the same decode time (median ratio 0.996 over 30 interleaved rounds; onnx-fused
-# 0.970, slu-conformer-paper onnx-int8 0.975).
+# subsampling convolution's activations (30 MB on a 15 s input at 256 channels). Without the
+# arena and at ORT_ENABLE_EXTENDED (every fusion, no layout change) the paper card's int8
+# peak fell by a sixth at the same decode time on the AVX-512 class (docs/figures.md).
 ARENA = False
 OPTIMIZATION = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
 
@@ -104,7 +102,7 @@ def check_provider(session, path: Path, wanted: str) -> None:
         raise ProviderFallbackError(
             f"{path}: ONNX Runtime {ort.__version__} could not start {wanted} and fell back to "
             f"{session.get_providers()}; for CUDA, the CUDA and cuDNN libraries this "
-            "onnxruntime-gpu was built against must be on the library path")
+            "onnxruntime-gpu was built against must be found (BENCH_GPU=1 ./run installs them)")
 
 
 class DecoderGraphs:
