@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 from bench.families import get_family
-from bench.paths import cache_dir, corpora_dir, reports_dir, shared_dir
+from bench.paths import cache_dir, corpora_dir, pythonpath_first, reports_dir, shared_dir
 
 SCHEMA = "bench-compare/1"
 MODELS = "models"  # the case's card name when both sides run a user's model (--base/--head-model)
@@ -43,7 +43,7 @@ class Worker:
 
     def __init__(self, side, log: Path, inject: str | None = None):
         self.side, self.log = side, log
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(side.root), os.environ.get("PYTHONPATH")])),
+        env = dict(os.environ, PYTHONPATH=pythonpath_first(side.root),
                    BENCH_CACHE=str(cache_dir()), BENCH_CORPORA=str(corpora_dir()), PYTHONUNBUFFERED="1")
         # an injection by environment would slow both sides alike; a compare measures code
         env.pop("BENCH_INJECT_SLOWDOWN", None)

@@ -11,6 +11,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def pythonpath_first(root: Path) -> str:
+    """A PYTHONPATH with ``root`` ahead of the caller's own entries (packages installed with
+    pip --target, say), for a child process that must import this checkout's bench."""
+    return os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+
+
 def cache_dir() -> Path:
     """Exported models and their variants, keyed by content hash (BENCH_CACHE)."""
     return Path(os.environ.get("BENCH_CACHE", REPO_ROOT / ".cache" / "artifacts"))

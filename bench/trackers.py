@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from bench.measure.memory import measure_peak_rss
+from bench.paths import REPO_ROOT, pythonpath_first
 from bench.measure.stats import percentiles_ms
 from bench.measure.timing import SUITE_RULE, interleaved_pairs, time_single
 from bench.runtime.load import load_recognizer, model_size_mb
@@ -358,7 +359,5 @@ def measure_child_memory(artifact, card, variant, device, threads, inputs):
 
 
 def child_pythonpath() -> str:
-    """This checkout first, then whatever PYTHONPATH the run was given (packages installed
-    with pip --target, say): the child must import what its parent imported."""
-    return os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
-                                         os.environ.get("PYTHONPATH")]))
+    """The measured child must import what its parent imported: this checkout, then the rest."""
+    return pythonpath_first(REPO_ROOT)
