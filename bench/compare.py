@@ -121,6 +121,7 @@ def run_case(sides: dict, card: str, variant: str, opts, logs: Path, references:
     live under logs/../references/): each side's variant is scored against its own side's
     PyTorch, as the main job scores agreement.
     """
+    from bench.compare_verdict import confirmed, needs_confirmation
     from bench.variants import REFERENCE, VARIANTS
 
     name = Path(card).stem  # a card file's name without its folder
@@ -142,17 +143,27 @@ def run_case(sides: dict, card: str, variant: str, opts, logs: Path, references:
                                                                          opts, logs.parent / "references")
                 finally:
                     w.close()
-            for side in sides.values():
-                workers[side.name] = Worker(side, logs / f"{name}.{variant}.{side.name}.log",
-                                            inject=opts.inject_head if side.name == "head" else None)
-            loaded = {n: w.call("load", card=card, variant=variant, device=opts.device,
-                                threads=opts.threads, artifact=artifacts[n], data=opts.data,
-                                model=sides[n].model)
-                      for n, w in workers.items()}
-            for n, info in loaded.items():  # the worker must run its side's code, nothing else
-                if not Path(info["bench_file"]).resolve().is_relative_to(Path(sides[n].root).resolve()):
-                    raise WorkerError(f"{n} worker imported bench from {info['bench_file']}, "
-                                      f"not from its checkout {sides[n].root}")
+
+            def start(order: tuple[str, ...], log_suffix: str = "") -> dict:
+                """Fresh workers for the timed variant, started and loaded in ``order``."""
+                for n in order:
+                    workers[n] = Worker(sides[n], logs / f"{name}.{variant}.{n}{log_suffix}.log",
+                                        inject=opts.inject_head if n == "head" else None)
+                loaded = {n: workers[n].call("load", card=card, variant=variant, device=opts.device,
+                                             threads=opts.threads, artifact=artifacts[n], data=opts.data,
+                                             model=sides[n].model)
+                          for n in order}
+                for n, info in loaded.items():  # the worker must run its side's code, nothing else
+                    if not Path(info["bench_file"]).resolve().is_relative_to(Path(sides[n].root).resolve()):
+                        raise WorkerError(f"{n} worker imported bench from {info['bench_file']}, "
+                                          f"not from its checkout {sides[n].root}")
+                return loaded
+
+            def timed() -> dict:
+                return time_pairs(lambda: workers["base"].call("round")["seconds"],
+                                  lambda: workers["head"].call("round")["seconds"], opts.fast)
+
+            loaded = start(("base", "head"))
             waves = {n: str(Path(tmp) / f"{n}.npz") for n in workers}
             quality = {n: w.call("quality", waves_path=waves[n]) for n, w in workers.items()}
             family = get_family(loaded["head"]["family"])
@@ -162,9 +173,13 @@ def run_case(sides: dict, card: str, variant: str, opts, logs: Path, references:
                     quality[n]["metrics"].update(family.outputs_agreement(
                         dict(ref["quality"]), dict(quality[n]), {"base": ref["waves"], "head": waves[n]}))
             case["between"] = family.outputs_agreement(quality["base"], quality["head"], waves)
-            case["time"] = time_pairs(lambda: workers["base"].call("round")["seconds"],
-                                      lambda: workers["head"].call("round")["seconds"], opts.fast)
+            case["time"] = timed()
             memory = {n: w.call("memory") for n, w in workers.items()}
+            if needs_confirmation(case["time"]):  # one process pair's slowdown may be its own
+                for w in workers.values():
+                    w.close()
+                start(("head", "base"), ".confirm")
+                case["time"] = confirmed([case["time"], timed()])
     except Exception as e:  # one broken case is reported; the others still run
         msg = str(e) if isinstance(e, WorkerError) else f"{type(e).__name__}: {e}"
         case.update(status="error", verdict="error", reasons=[msg])

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from bench.compare import exit_status, time_pairs
-from bench.compare_verdict import (MAX_PAIRS, MIN_PAIRS, MIN_PAIRS_FAST, fmt, stop_reason,
-                                   tolerances, verdict)
+from bench.compare_verdict import (MAX_PAIRS, MIN_PAIRS, MIN_PAIRS_FAST, confirmed, fmt,
+                                   needs_confirmation, pooled_summary, stop_reason, tolerances,
+                                   verdict)
 from bench.paths import REPO_ROOT
 
 SMOKE = "asr-conformer-smoke"
@@ -101,6 +102,38 @@ def test_stop_rule():
     assert stop_reason(noisy, 121.0) == "time cap (120 s)"
     assert stop_reason(noisy, 21.0, fast=True) == "time cap (20 s)"
     assert stop_reason([0.7, 1.3] * (MAX_PAIRS // 2), 1.0) == f"{MAX_PAIRS} pairs"
+
+
+def pairs_of(*ratios):
+    return {"median": float(sorted(ratios)[len(ratios) // 2]), "pairs": [{"ratio": r} for r in ratios]}
+
+
+def test_one_process_pair_s_own_slowness_does_not_fail_once_re_timed_on_a_fresh_pair():
+    # the A/A of the smoke card's PyTorch that failed a CI run: one pair of workers, 6 pairs
+    biased = [1.1002, 1.0417, 1.1233, 1.1010, 1.0950, 1.1100]
+    first = {**pairs_of(*biased), "ci95": [1.0417, 1.1233]}
+    first["median"] = 1.1002
+    assert needs_confirmation(first)  # alone it would fail
+    t = confirmed([first, pairs_of(0.99, 1.01, 1.0, 0.98, 1.02, 1.0)])
+    assert t["n_pairs"] == 12 and len(t["process_pairs"]) == 2
+    assert t["ci95"][0] < 1.0 < t["ci95"][1]  # the interval spans both process pairs' levels
+    assert verdict({"time": t})[0] == "pass"
+    assert not needs_confirmation(pairs_of(1.0, 0.98) | {"ci95": [0.97, 1.03]})
+
+
+def test_a_slowdown_seen_by_both_process_pairs_still_fails():
+    t = confirmed([pairs_of(1.21, 1.18, 1.25, 1.2, 1.19, 1.23), pairs_of(1.17, 1.2, 1.22, 1.19, 1.24, 1.2)])
+    assert verdict({"time": t})[0] == "fail"
+    assert t["stop_reason"].startswith("re-timed on 2 pairs of worker processes")
+
+
+def test_pooled_interval_of_one_block_is_its_own_bootstrap_and_seeded():
+    ratios = [1.0, 1.1, 0.9, 1.05, 0.95, 1.02]
+    median, (lo, hi) = pooled_summary([ratios])
+    assert median == pytest.approx(1.01) and lo < median < hi
+    assert pooled_summary([ratios]) == pooled_summary([ratios])  # re-reading never changes it
+    with pytest.raises(ValueError):
+        pooled_summary([[]])
 
 
 def test_pairs_alternate_and_ratio_is_head_over_base():
@@ -332,6 +365,9 @@ def test_injected_slowdown_fails_the_slowed_variant_only(smoke_cache, tmp_path):
     assert onnx["verdict"] == "fail", onnx
     assert [r for r in onnx["reasons"] if r.startswith(f"head/base time {onnx['time']['median']:.4f} [")]
     assert pt["verdict"] == "pass", pt
+    # a slowdown is confirmed on a fresh pair of workers before it fails
+    assert [len(t["pairs"]) > 0 for t in onnx["time"]["process_pairs"]] == [True, True]
+    assert (out / "logs" / f"{SMOKE}.onnx.head.confirm.log").exists()
     assert onnx["between"]["agreement_ter"] == 0.0  # slower, same output
     # each side ran its own commit's code, from a complete checkout that later runs reuse
     assert (doc["base"]["sha"], doc["head"]["sha"]) == (clean, slowed)

@@ -41,10 +41,16 @@ def table_rows(cases: list[dict]) -> list[tuple[str, ...]]:
             d = (c.get(key) or {}).get("delta")
             return "-" if d is None else f"{d:+.2f} (of {fmt(c[key]['base'])})"
         rows.append((c["card"], c["variant"],
-                     f"{t['median']:.4f} [{t['ci95'][0]:.4f}, {t['ci95'][1]:.4f}] ({t['n_pairs']} pairs)" if t else "-",
+                     time_cell(t) if t else "-",
                      quality, between or "-", delta("model_mb"), delta("peak_rss_mb"), c["verdict"],
                      "; ".join(c.get("reasons") or []) or "-"))
     return rows
+
+
+def time_cell(t: Mapping) -> str:
+    processes = len(t.get("process_pairs") or []) or 1
+    where = f", {processes} pairs of workers" if processes > 1 else ""
+    return f"{t['median']:.4f} [{t['ci95'][0]:.4f}, {t['ci95'][1]:.4f}] ({t['n_pairs']} pairs{where})"
 
 
 def format_table(cases: list[dict]) -> str:
