@@ -121,7 +121,7 @@ def run_case(sides: dict, card: str, variant: str, opts, logs: Path, references:
     live under logs/../references/): each side's variant is scored against its own side's
     PyTorch, as the main job scores agreement.
     """
-    from bench.compare_verdict import confirmed, needs_confirmation
+    from bench.compare_verdict import confirmed, needs_confirmation, verdict
     from bench.variants import REFERENCE, VARIANTS
 
     name = Path(card).stem  # a card file's name without its folder
@@ -187,7 +187,6 @@ def run_case(sides: dict, card: str, variant: str, opts, logs: Path, references:
     finally:
         for w in workers.values():
             w.close()
-    from bench.compare_verdict import verdict
 
     case["n_items"], case["n_timed"] = loaded["head"]["n_items"], loaded["head"]["n_timed"]
     case["quality"] = {n: q["metrics"] for n, q in quality.items()}

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from bench.baseline import fmt  # the gate's number format, so both read alike
-from bench.measure.stats import bootstrap_ci
+from bench.measure.stats import block_bootstrap_ci, bootstrap_ci
 
 # Timing rounds. --fast: checks of the harness, not figures anyone should quote.
 MIN_PAIRS, MIN_PAIRS_FAST = 6, 2
@@ -64,21 +64,11 @@ def ratio_summary(ratios: Sequence[float]) -> tuple[float, tuple[float, float]]:
     return float(np.median(x)), bootstrap_ci(x, stat=np.median, alpha=0.05, seed=0)
 
 
-def pooled_summary(blocks: Sequence[Sequence[float]], n_boot: int = 2000, seed: int = 0
-                   ) -> tuple[float, tuple[float, float]]:
-    """Median of all ratios of several process pairs (one block each) and a 95% interval from a
-    two-level bootstrap: draw the blocks with replacement, then each drawn block's ratios, so
-    the interval holds the spread between process pairs, not only within one."""
-    arrays = [np.asarray(b, dtype=float) for b in blocks if len(b)]
-    if not arrays:
-        raise ValueError("pooled_summary needs at least one ratio")
-    rng = np.random.default_rng(seed)
-    stats = np.empty(n_boot)
-    for i in range(n_boot):
-        drawn = [arrays[j] for j in rng.integers(0, len(arrays), size=len(arrays))]
-        stats[i] = np.median(np.concatenate([b[rng.integers(0, b.size, size=b.size)] for b in drawn]))
-    lo, hi = np.percentile(stats, [2.5, 97.5])
-    return float(np.median(np.concatenate(arrays))), (float(lo), float(hi))
+def pooled_summary(blocks: Sequence[Sequence[float]]) -> tuple[float, tuple[float, float]]:
+    """Median of all ratios of several process pairs (one block each) and its 95% interval,
+    drawn by process pair and then by pair (seeded: re-reading never changes it)."""
+    lo, hi = block_bootstrap_ci(blocks, stat=np.median, alpha=0.05, seed=0)
+    return float(np.median(np.concatenate([np.asarray(b, dtype=float) for b in blocks]))), (lo, hi)
 
 
 def time_tolerance(tol: Mapping[str, Mapping[str, Any]] | None = None) -> float:

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from bench.measure.memory import measure_peak_rss
-from bench.paths import REPO_ROOT, pythonpath_first
 from bench.measure.stats import percentiles_ms
 from bench.measure.timing import SUITE_RULE, interleaved_pairs, time_single
+from bench.paths import REPO_ROOT, pythonpath_first
 from bench.runtime.load import load_recognizer, model_size_mb
 from bench.variants import REFERENCE, get_variant
 

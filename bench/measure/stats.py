@@ -8,7 +8,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["bootstrap_ci", "percentiles_ms"]
+__all__ = ["bootstrap_ci", "block_bootstrap_ci", "percentiles_ms"]
 
 
 def bootstrap_ci(
@@ -44,6 +44,29 @@ def bootstrap_ci(
             raise TypeError
     except TypeError:
         boot = np.array([float(stat(s)) for s in samples])
+    lo, hi = np.quantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return float(lo), float(hi)
+
+
+def block_bootstrap_ci(
+    blocks: Sequence[Sequence[float]],
+    stat: Callable[[np.ndarray], float] = np.median,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile interval of ``stat`` over the values of several blocks (e.g. one block per
+    pair of processes) from a two-level bootstrap: draw blocks with replacement, then each
+    drawn block's values, so the interval holds the spread between blocks, not only within
+    one. Seeded like :func:`bootstrap_ci`."""
+    arrays = [np.asarray(b, dtype=float) for b in blocks if len(b)]
+    if not arrays:
+        raise ValueError("block_bootstrap_ci needs at least one value")
+    rng = np.random.default_rng(seed)
+    boot = np.empty(int(n_boot))
+    for i in range(boot.size):
+        drawn = [arrays[j] for j in rng.integers(0, len(arrays), size=len(arrays))]
+        boot[i] = stat(np.concatenate([b[rng.integers(0, b.size, size=b.size)] for b in drawn]))
     lo, hi = np.quantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0])
     return float(lo), float(hi)
 

@@ -48,8 +48,8 @@ def table_rows(cases: list[dict]) -> list[tuple[str, ...]]:
 
 
 def time_cell(t: Mapping) -> str:
-    processes = len(t.get("process_pairs") or []) or 1
-    where = f", {processes} pairs of workers" if processes > 1 else ""
+    processes = len(t.get("process_pairs") or [])  # none: one pair of workers timed it
+    where = f", {processes} pairs of workers" if processes else ""
     return f"{t['median']:.4f} [{t['ci95'][0]:.4f}, {t['ci95'][1]:.4f}] ({t['n_pairs']} pairs{where})"
 
 
