@@ -100,6 +100,18 @@ def test_search_matches_espnet(case, exp_dir, torch_one_thread):
     np.testing.assert_allclose(ours[0].score, float(ref[0].score), rtol=1e-6, atol=1e-5)
 
 
+def test_top_k_takes_torch_topk_order_with_ties():
+    """The partial sort picks what a full stable sort picks: k largest, ties by lower index."""
+    from bench.runtime.transducer_search import _topk_desc
+
+    rng = np.random.default_rng(0)
+    for trial in range(2000):
+        n = int(rng.integers(2, 40))
+        x = (rng.integers(-3, 3, n) if trial % 2 else rng.standard_normal(n)).astype(np.float32)
+        k = int(rng.integers(1, n + 1))
+        assert _topk_desc(x, k).tolist() == np.argsort(-x, kind="stable")[:k].tolist(), (x, k)
+
+
 def test_other_search_types_are_refused_by_name():
     with pytest.raises(ValueError, match="search_type 'maes' is not implemented"):
         transducer_search(np.zeros((2, 4), np.float32), None, None, None, beam_size=4,
