@@ -138,6 +138,18 @@ def test_encoder_graph_has_no_length_cap(artifacts):
     assert enc.shape[1] == 7499 and np.isfinite(enc).all() and np.isfinite(ctc).all()
 
 
+def test_encoder_attention_has_no_padding_mask(artifacts):
+    """One utterance has no padding, so the encoder graph's attention carries no mask
+    (bench.export.rewrites.unpadded_attention): no Where over the attention scores, while the
+    test above and the agreement tests check that the output is ESPnet's."""
+    import onnx
+
+    model = onnx.load(str(artifacts["asr-conformer-smoke"] / "onnx" / "encoder.onnx"))
+    attention = [n for n in model.graph.node if "/self_attn/" in n.name]
+    assert attention, "no attention nodes found: were the encoder's nodes renamed?"
+    assert not [n.name for n in attention if n.op_type == "Where"]
+
+
 @pytest.mark.slow
 def test_encoder_has_no_frames_by_frames_tensor(artifacts):
     """ESPnet's traceable padding mask builds a (frames+1)^2 triangle at feature-frame rate:

@@ -28,12 +28,13 @@ from pathlib import Path
 import torch
 
 from bench.export.kv_decoder import UnsupportedDecoder, export_kv_decoder
-from bench.export.rewrites import linear_pad_masks, rewrite_for_export
+from bench.export.rewrites import linear_pad_masks, rewrite_for_export, unpadded_attention
 from bench.export.transducer import TRANSDUCER_GRAPHS, export_transducer_steps
 
-EXPORTER_VERSION = "asr-6"  # 3: padding masks linear in the length; 4: key/value-cached decoder;
+EXPORTER_VERSION = "asr-7"  # 3: padding masks linear in the length; 4: key/value-cached decoder;
 # 5: encoder checked against the ESPnet model at export (export.json: encoder_check); 6: narrow
-# layer norms written out (rewrites.TwoPassLayerNorm), streaming models (export/streaming.py)
+# layer norms written out (rewrites.TwoPassLayerNorm), streaming models (export/streaming.py);
+# 7: the encoder's attention without its all-ones padding mask (rewrites.unpadded_attention)
 OPSET = 17
 
 
@@ -168,11 +169,12 @@ def export_asr(model, out_dir: Path, opset: int = OPSET) -> dict:
         has_ctc = enc_graph.ctc is not None
         enc = enc_graph.encoded(speech)
         outputs = ["enc", "ctc_logp"] if has_ctc else ["enc"]
-        torch.onnx.export(
-            enc_graph, (speech,), str(out_dir / "encoder.onnx"), dynamo=False,
-            opset_version=opset, input_names=["speech"], output_names=outputs,
-            dynamic_axes={"speech": {1: "samples"}, **{o: {1: "frames"} for o in outputs}},
-        )
+        with unpadded_attention():
+            torch.onnx.export(
+                enc_graph, (speech,), str(out_dir / "encoder.onnx"), dynamo=False,
+                opset_version=opset, input_names=["speech"], output_names=outputs,
+                dynamic_axes={"speech": {1: "samples"}, **{o: {1: "frames"} for o in outputs}},
+            )
         if has_decoder:
             export_decoder_step(model.decoder, model.vocab_size, enc, out_dir, opset, gen)
         if transducer:
