@@ -70,7 +70,9 @@ def _train_config(card: Card, work: Path) -> Path:
         "accum_grad": int(t.get("accum_grad", 1)), "grad_clip": float(t.get("grad_clip", 5.0)),
         "optim": t["optim"], "optim_conf": t["optim_conf"],
         "scheduler": t["scheduler"], "scheduler_conf": t["scheduler_conf"],
-        "best_model_criterion": [["valid", "acc", "max"]], "keep_nbest_models": int(t["keep_nbest_models"]),
+        # the attention decoder's accuracy, unless the card names another (CTC-only: cer_ctc)
+        "best_model_criterion": t.get("best_model_criterion", [["valid", "acc", "max"]]),
+        "keep_nbest_models": int(t["keep_nbest_models"]),
         "seed": int(t.get("seed", 0)), "num_att_plot": 0, "log_interval": 50,
         "use_tensorboard": False, "use_matplotlib": False,  # neither is installed: the log is enough
     })
@@ -100,7 +102,7 @@ def average_kept_epochs(exp: Path) -> tuple[Path, list[str]]:
     """ESPnet's own average if the run finished, else the mean of the epochs it kept."""
     import torch
 
-    done = sorted(exp.glob("valid.acc.ave_*best.pth"))
+    done = sorted(exp.glob("valid.*.ave_*best.pth"))  # named after best_model_criterion
     if done:
         return done[0], [p.name for p in sorted(exp.glob("*epoch.pth"))]
     kept = sorted(exp.glob("*epoch.pth"), key=lambda p: int(p.name.split("epoch")[0]))
