@@ -101,11 +101,11 @@ def test_search_matches_espnet(case, exp_dir, torch_one_thread):
 
 
 def test_top_k_takes_torch_topk_order_with_ties(monkeypatch):
-    """The partial sort picks what a full stable sort picks: k largest, ties by lower index."""
+    """The top-k picks what a full stable sort picks: k largest, ties by lower index."""
     from bench.runtime import transducer_search
     from bench.runtime.transducer_search import _topk_desc
 
-    monkeypatch.setattr(transducer_search, "PARTIAL_TOPK_MIN", 0)  # the partial path at any size
+    monkeypatch.setattr(transducer_search, "COMPILED_TOPK_MIN", 0)  # the top-k path at any size
     rng = np.random.default_rng(0)
     for trial in range(2000):
         n = int(rng.integers(2, 40))

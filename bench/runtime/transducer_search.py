@@ -17,6 +17,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bench.runtime.beam_search import _topk_1d
+from bench.runtime.native import topk_rows
+
 __all__ = ["TransducerHypothesis", "transducer_search"]
 
 
@@ -27,21 +30,19 @@ class TransducerHypothesis:
     state: Any
 
 
-PARTIAL_TOPK_MIN = 2000  # the sizes cross over at about 1500-2000 tokens on AVX-512 EPYC
+COMPILED_TOPK_MIN = 256  # below, numpy's full sort beats a ctypes call (2 against 5 us at 30)
 
 
 def _topk_desc(x: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest values, largest first (torch.topk's order; ties by index).
 
-    Over a large vocabulary a partition finds the k-th largest value and only the values at
-    or above it are sorted: 55 against 88 us at 5000 tokens. Below PARTIAL_TOPK_MIN tokens its
-    extra numpy calls cost more than the full sort saves (16 against 3 us at 31 tokens)."""
-    if x.size < PARTIAL_TOPK_MIN or k >= x.size or np.isnan(x).any():
+    A full stable sort over a small vocabulary or with a NaN (NaNs last); over a large one the
+    beam search's top-k, compiled (bench/runtime/topk_rows.c, 9 against 115 us at 5000 tokens)
+    or its numpy version when the compiled loop is unavailable."""
+    if x.size < COMPILED_TOPK_MIN or k >= x.size or x.dtype != np.float32 or np.isnan(x).any():
         return np.argsort(-x, kind="stable")[:k]
-    kth = x[np.argpartition(-x, k - 1)[k - 1]]
-    above = np.flatnonzero(x > kth)
-    picked = np.concatenate([above, np.flatnonzero(x == kth)[:k - above.size]])
-    return picked[np.argsort(-x[picked], kind="stable")]
+    compiled = topk_rows(np.ascontiguousarray(x)[None], k)
+    return compiled[0] if compiled is not None else _topk_1d(x, k)
 
 
 def transducer_search(enc: np.ndarray, predict: Callable, joint: Callable, init_state, *,
