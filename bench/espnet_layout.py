@@ -45,22 +45,29 @@ def exact_search_options(inference_class) -> dict:
     return {"ctc_window_margin": 0} if "ctc_window_margin" in params else {}
 
 
-class TrainingOnlyLoss:
+class TorchaudioRNNTLoss:
     """Stands in for warprnnt_pytorch's RNNTLoss, which ESPnet's ASR model constructs for a
-    transducer even when it only decodes. The package is a compiled extension with no wheel on
-    PyPI; inference never calls the loss, and this one refuses to be called."""
+    transducer (a compiled extension with no wheel on PyPI): the same loss from torchaudio.
+    ESPnet calls it with the joint network's logits (B, T, U+1, V); warp-transducer's CPU path
+    takes their log-softmax and averages over the batch, as rnnt_loss's fused log-softmax and
+    mean do. Decoding never calls it; `bench zoo train` trains transducer cards with it."""
 
-    def __init__(self, *args, **kwargs):
-        pass
+    def __init__(self, blank: int = 0, fastemit_lambda: float = 0.0, reduction: str = "mean", **_):
+        if fastemit_lambda:
+            raise ValueError(f"fastemit_lambda={fastemit_lambda}: torchaudio's RNN-T loss has no FastEmit")
+        self.blank, self.reduction = blank, reduction
 
-    def __call__(self, *args, **kwargs):
-        raise RuntimeError("warprnnt_pytorch is not installed: the transducer loss is for training, "
-                           "which the harness does not do for transducers")
+    def __call__(self, logits, targets, logit_lengths, target_lengths):
+        import torch
+        from torchaudio.functional import rnnt_loss
+
+        return rnnt_loss(logits.float(), targets.to(torch.int32), logit_lengths.to(torch.int32),
+                         target_lengths.to(torch.int32), blank=self.blank, reduction=self.reduction)
 
 
 def ensure_transducer_loss_importable() -> bool:
-    """Make ``from warprnnt_pytorch import RNNTLoss`` work for building a transducer model to
-    decode with; True when the stand-in was installed."""
+    """Make ``from warprnnt_pytorch import RNNTLoss`` work (ESPnet imports it to build any
+    transducer model); True when the stand-in was installed."""
     import sys
     import types
 
@@ -68,7 +75,7 @@ def ensure_transducer_loss_importable() -> bool:
         return False
     module = types.ModuleType("warprnnt_pytorch")
     module.__spec__ = importlib.machinery.ModuleSpec("warprnnt_pytorch", None)
-    module.RNNTLoss = TrainingOnlyLoss
-    module.__doc__ = "bench.espnet_layout's stand-in: the loss exists, decoding never calls it"
+    module.RNNTLoss = TorchaudioRNNTLoss
+    module.__doc__ = "bench.espnet_layout's stand-in: torchaudio's RNN-T loss"
     sys.modules["warprnnt_pytorch"] = module
     return True

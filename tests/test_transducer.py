@@ -134,3 +134,37 @@ def test_set_parameters_names_a_bad_element(tmp_path):
         bad = dataclasses.replace(card, model={**card.model, "set_parameters": {key: 1.0}})
         with pytest.raises(CardError, match=message):
             build_exp_dir(bad, tmp_path / key)
+
+
+def _rnnt_nll(logits: np.ndarray, labels: list[int], blank: int = 0) -> float:
+    """The RNN-T loss of one utterance by the forward recursion (Graves 2012), in float64."""
+    lp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+    t_len, u_len = lp.shape[0], len(labels) + 1
+    alpha = np.full((t_len, u_len), -np.inf)
+    alpha[0, 0] = 0.0
+    for t in range(t_len):
+        for u in range(u_len):
+            if t:
+                alpha[t, u] = np.logaddexp(alpha[t, u], alpha[t - 1, u] + lp[t - 1, u, blank])
+            if u:
+                alpha[t, u] = np.logaddexp(alpha[t, u], alpha[t, u - 1] + lp[t, u - 1, labels[u - 1]])
+    return -(alpha[-1, -1] + lp[-1, -1, blank])
+
+
+def test_transducer_training_loss_is_the_rnnt_loss():
+    """The warprnnt_pytorch stand-in trains the transducer cards: ESPnet hands it the joint
+    network's logits; it must give the RNN-T loss of each utterance, averaged over the batch."""
+    import torch
+
+    from bench.espnet_layout import TorchaudioRNNTLoss
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 6, 4, 5)) * 2
+    targets = [[3, 1, 4], [2, 2]]
+    t_lens, u_lens = [6, 4], [3, 2]
+    padded = torch.tensor([targets[0], targets[1] + [0]], dtype=torch.int64)
+    loss = TorchaudioRNNTLoss(blank=0)(torch.tensor(logits, requires_grad=True), padded,
+                                       torch.tensor(t_lens), torch.tensor(u_lens))
+    expected = np.mean([_rnnt_nll(logits[b, :t_lens[b], :u_lens[b] + 1], targets[b]) for b in range(2)])
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    loss.backward()  # trainable: the gradient reaches the logits

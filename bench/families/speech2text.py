@@ -64,12 +64,8 @@ class SpeechToText(Family):
         artifact = Path(artifact)
         streaming = _is_streaming(_config(artifact / "exp"))
         if variant.runtime == "torch":
-            from bench.runtime.torch_asr import TorchSpeech2Text
-            from bench.runtime.torch_streaming import TorchStreamingSpeech2Text
-
-            runtime = TorchStreamingSpeech2Text if streaming else TorchSpeech2Text
-            rec = runtime(artifact / "exp", decode, threads=threads, device=device,
-                          espnet_task=espnet_task)
+            rec = torch_runtime(artifact / "exp")(artifact / "exp", decode, threads=threads,
+                                                  device=device, espnet_task=espnet_task)
         else:
             from bench.runtime.onnx_asr import OnnxSpeech2Text, load_export_meta
             from bench.runtime.onnx_streaming import OnnxStreamingSpeech2Text
@@ -102,6 +98,15 @@ class SpeechToText(Family):
     def utterance_row(self, item, output, reference_output):
         return {"hypothesis": output.text, "tokens": output.tokens,
                 "agrees_with_pytorch": output.tokens == reference_output.tokens}
+
+
+def torch_runtime(exp_dir: Path):
+    """ESPnet's own inference for the model in ``exp_dir``: Speech2Text, or for a streaming
+    model Speech2TextStreaming fed chunk by chunk."""
+    from bench.runtime.torch_asr import TorchSpeech2Text
+    from bench.runtime.torch_streaming import TorchStreamingSpeech2Text
+
+    return TorchStreamingSpeech2Text if _is_streaming(_config(exp_dir)) else TorchSpeech2Text
 
 
 def _config(exp_dir: Path) -> dict:

@@ -94,7 +94,7 @@ def _run(cmd: list[str], log: Path, budget_s: float | None = None) -> bool:
             time.sleep(5)
     if proc.returncode != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
-        raise RuntimeError(f"{' '.join(cmd[:3])} failed (exit {proc.returncode}); see {log}:\n{tail}")
+        raise RuntimeError(f"{' '.join(cmd[:4])} failed (exit {proc.returncode}); see {log}:\n{tail}")
     return True
 
 
@@ -137,7 +137,8 @@ def train_card(card: Card, work_root: Path | None = None) -> dict:
     if card.task == "st":
         src["bpe"], src["tokens"] = train_bpe(train_dir / "src_text", work, t["src_bpe"], [], prefix="src_")
     config = _train_config(card, work)
-    common = [sys.executable, "-m", ESPNET_TRAIN[card.task], "--config", str(config), "--ngpu", "0",
+    # ESPnet's trainer, through an entry that gives a transducer its loss (bench.espnet_layout)
+    common = [sys.executable, "-m", "bench.zoo.espnet_entry", ESPNET_TRAIN[card.task], "--config", str(config), "--ngpu", "0",
               "--use_preprocessor", "true", "--token_type", "bpe", "--bpemodel", str(bpemodel),
               "--token_list", str(tokens), "--non_linguistic_symbols", "none", "--cleaner", "none",
               "--g2p", "none",
@@ -199,7 +200,7 @@ def evaluate_card(card: Card, record: bool = True) -> dict:
     import tempfile
 
     from bench.data.sets import load_eval_set
-    from bench.runtime.torch_asr import TorchSpeech2Text
+    from bench.families.speech2text import torch_runtime
     from bench.tasks import get_task
     from bench.zoo.build import build_exp_dir
     from bench.zoo.build_tasks import espnet_task_name
@@ -207,8 +208,8 @@ def evaluate_card(card: Card, record: bool = True) -> dict:
     utts = load_eval_set(card)
     with tempfile.TemporaryDirectory() as tmp:
         exp = build_exp_dir(card, Path(tmp) / "exp")
-        rec = TorchSpeech2Text(exp, card.decode, threads=os.cpu_count() or 1,
-                               espnet_task=espnet_task_name(card))
+        rec = torch_runtime(exp)(exp, card.decode, threads=os.cpu_count() or 1,
+                                 espnet_task=espnet_task_name(card))
         t0 = time.monotonic()
         outs = [rec(u.wave) for u in utts]
         seconds = time.monotonic() - t0
