@@ -168,3 +168,21 @@ def test_transducer_training_loss_is_the_rnnt_loss():
     expected = np.mean([_rnnt_nll(logits[b, :t_lens[b], :u_lens[b] + 1], targets[b]) for b in range(2)])
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     loss.backward()  # trainable: the gradient reaches the logits
+
+
+def test_training_entry_gives_espnet_the_loss(tmp_path):
+    """`bench zoo train` runs ESPnet's trainer through bench.zoo.espnet_entry: the module it runs
+    imports warprnnt_pytorch's RNNTLoss and gets the stand-in, with its own arguments."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("warprnnt_pytorch"):
+        pytest.skip("the real warprnnt_pytorch is installed: ESPnet uses it, no stand-in")
+    (tmp_path / "probe_trainer.py").write_text(
+        "import sys\nfrom warprnnt_pytorch import RNNTLoss\nprint(RNNTLoss.__name__, sys.argv[1:])\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    out = subprocess.run([sys.executable, "-m", "bench.zoo.espnet_entry", "probe_trainer", "--a", "b"],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == "TorchaudioRNNTLoss ['--a', 'b']"

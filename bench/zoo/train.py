@@ -138,7 +138,8 @@ def train_card(card: Card, work_root: Path | None = None) -> dict:
         src["bpe"], src["tokens"] = train_bpe(train_dir / "src_text", work, t["src_bpe"], [], prefix="src_")
     config = _train_config(card, work)
     # ESPnet's trainer, through an entry that gives a transducer its loss (bench.espnet_layout)
-    common = [sys.executable, "-m", "bench.zoo.espnet_entry", ESPNET_TRAIN[card.task], "--config", str(config), "--ngpu", "0",
+    common = [sys.executable, "-m", "bench.zoo.espnet_entry", ESPNET_TRAIN[card.task],
+              "--config", str(config), "--ngpu", "0",
               "--use_preprocessor", "true", "--token_type", "bpe", "--bpemodel", str(bpemodel),
               "--token_list", str(tokens), "--non_linguistic_symbols", "none", "--cleaner", "none",
               "--g2p", "none",
