@@ -52,7 +52,7 @@ class TorchaudioRNNTLoss:
     takes their log-softmax and averages over the batch, as rnnt_loss's fused log-softmax and
     mean do. Decoding never calls it; `bench zoo train` trains transducer cards with it."""
 
-    def __init__(self, blank: int = 0, fastemit_lambda: float = 0.0, reduction: str = "mean", **_):
+    def __init__(self, blank: int = 0, fastemit_lambda: float = 0.0, reduction: str = "mean"):
         if fastemit_lambda:
             raise ValueError(f"fastemit_lambda={fastemit_lambda}: torchaudio's RNN-T loss has no FastEmit")
         self.blank, self.reduction = blank, reduction
