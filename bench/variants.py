@@ -109,11 +109,14 @@ def _quantize_int8(src: Path, dst: Path, info: dict) -> dict:
     return {**settings, "check": check_variant(src, dst, info, atol=None)}
 
 
-def _static_int8(op_types: tuple[str, ...]):
-    """Static int8 (weights and activations, QDQ) of ``op_types``, with activation ranges from
-    the card's dev data run through the base variant (bench/optimize/static_int8.py)."""
+def _static_int8(name: str):
+    """Static int8 (weights and activations, QDQ) as ``STATIC_VARIANTS[name]`` sets it, with
+    activation ranges from the card's dev data run through the base variant
+    (bench/optimize/static_int8.py). Besides its settings, the size of the float base stored
+    the same way, for a like-for-like size ratio."""
     def derive(src: Path, dst: Path, info: dict) -> dict:
-        from bench.optimize.static_int8 import quantize_static_graph
+        from bench.optimize.static_int8 import STATIC_VARIANTS, quantize_static_graph
+        from bench.optimize.storage import stored_alike_bytes
 
         feeds = info.get("calibration_feeds") or {}
         settings = {}
@@ -121,8 +124,10 @@ def _static_int8(op_types: tuple[str, ...]):
             if not feeds.get(g):
                 raise ValueError(f"no calibration data for {g}: static int8 needs the card's dev "
                                  f"split (a corpus card) or its own dev sentences")
-            settings[g] = quantize_static_graph(src / g, dst / g, op_types, feeds[g])
-        return {**settings, "check": check_variant(src, dst, info, atol=None)}
+            settings[g] = quantize_static_graph(src / g, dst / g, feeds[g], STATIC_VARIANTS[name])
+        alike = sum(stored_alike_bytes(src / g) for g in _graphs_in(src))
+        return {**settings, "base_stored_alike_mb": alike / 2**20,
+                "check": check_variant(src, dst, info, atol=None)}
     return derive
 
 
@@ -161,12 +166,12 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
             devices=("cuda",), base="onnx-fused"),
     Variant("onnx-int8-static", "onnx", "onnx-fused with static int8, weights and activations: "
             "MatMul (attention products included), Gemm, Conv, ConvTranspose, Gather; QDQ; "
-            "ranges from the card's dev data", _static_int8(("MatMul", "Gemm", "Conv", "ConvTranspose",
-                                                              "Gather")),
+            "ranges from the card's dev data; the mel filterbank stored int8",
+            _static_int8("onnx-int8-static"),
             devices=("cpu",), base="onnx-fused", study="int8"),
     Variant("onnx-int8-conv", "onnx", "onnx-fused with static int8 convolutions only (Conv, "
             "ConvTranspose; QDQ; ranges from the card's dev data); products stay float",
-            _static_int8(("Conv", "ConvTranspose")), devices=("cpu",), base="onnx-fused", study="int8"),
+            _static_int8("onnx-int8-conv"), devices=("cpu",), base="onnx-fused", study="int8"),
 ]}
 DEFAULT_VARIANTS = [name for name, v in VARIANTS.items() if v.study is None]
 REFERENCE = "pytorch"

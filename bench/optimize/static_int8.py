@@ -19,19 +19,27 @@ STATIC_SETTINGS = {
     # the frontend stays float: with the STFT and normalisation in int8 (waveform and spectrum
     # in 8 bits) the trained tiny ASR card's test WER went from 7.2% to 52.8%
     "exclude_prefixes": ["/stft/", "/logmel/", "/normalize/"],
+    # stored with the STFT basis built from its tables and short names (bench/optimize/storage.py)
+    "storage": "compact",
+}
+# the study variants (bench/variants.py): what each quantizes, over STATIC_SETTINGS
+STATIC_VARIANTS = {
+    "onnx-int8-static": {"op_types": ["MatMul", "Gemm", "Conv", "ConvTranspose", "Gather"]},
+    "onnx-int8-conv": {"op_types": ["Conv", "ConvTranspose"]},
 }
 
 
-def quantize_static_graph(src: Path, dst: Path, op_types: tuple[str, ...], feeds: list[dict],
-                          settings: dict | None = None) -> dict:
-    """Quantize ``src`` into ``dst``; returns the settings used, as recorded with results."""
+def quantize_static_graph(src: Path, dst: Path, feeds: list[dict], settings: dict) -> dict:
+    """Quantize ``src`` into ``dst`` with ``settings`` over STATIC_SETTINGS (``op_types`` at
+    least); returns the settings used, as recorded with results."""
     import onnx
 
     from bench.optimize.calibration import calibrated_qdq
     from bench.optimize.quantize import kept_float
+    from bench.optimize.storage import store_compactly
 
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
-    s = {**STATIC_SETTINGS, **(settings or {}), "op_types": list(op_types)}
+    s = {**STATIC_SETTINGS, **settings}
     model = onnx.load(str(src))
     excluded = kept_float(model.graph, s["exclude_prefixes"])
     typed = dst.with_suffix(".typed.onnx")
@@ -43,7 +51,8 @@ def quantize_static_graph(src: Path, dst: Path, op_types: tuple[str, ...], feeds
         calibrated_qdq(typed, dst, s["op_types"], excluded, feeds, s)
     finally:
         typed.unlink(missing_ok=True)
-    return {**s, "calibration_inputs": len(feeds), "kept_float_nodes": len(excluded)}
+    stored = store_compactly(dst)
+    return {**s, "calibration_inputs": len(feeds), "kept_float_nodes": len(excluded), "stored": stored}
 
 
 def types_from_run(model, feed: dict):
