@@ -79,3 +79,13 @@ def ensure_transducer_loss_importable() -> bool:
     module.__doc__ = "bench.espnet_layout's stand-in: torchaudio's RNN-T loss"
     sys.modules["warprnnt_pytorch"] = module
     return True
+
+
+def prepare_espnet() -> None:
+    """What building or loading a model here needs first: ``warprnnt_pytorch`` importable (a
+    transducer constructs its loss) and our encoders registered with ESPnet's ASR task
+    (bench/zoo/conv_lower_conformer.py)."""
+    from bench.zoo.conv_lower_conformer import register
+
+    ensure_transducer_loss_importable()
+    register()

@@ -108,8 +108,10 @@ def _card_shape(name: str) -> tuple[str, str]:
     weights = "random" if str(card.model.get("weights", "")).startswith("random:") else "trained"
     esp = card.model.get("espnet") or {}
     enc, dec = esp.get("encoder_conf") or {}, esp.get("decoder_conf") or {}
-    shape = (f"{enc.get('output_size', '?')}-d x {enc.get('num_blocks', '?')}, ff {enc.get('linear_units', '?')}, "
-             f"{enc.get('attention_heads', '?')} heads; dec {dec.get('num_blocks', '-')}")
+    conv_only = f" (lowest {enc['conv_only_blocks']} conv-only)" if enc.get("conv_only_blocks") else ""
+    shape = (f"{enc.get('output_size', '?')}-d x {enc.get('num_blocks', '?')}{conv_only}, "
+             f"ff {enc.get('linear_units', '?')}, {enc.get('attention_heads', '?')} heads; "
+             f"dec {dec.get('num_blocks', '-')}")
     return weights, shape
 
 
@@ -175,9 +177,11 @@ STUDIES = {s.name: s for s in [
            "asr-conformer-paper"),
           int8_table),
     Study("size", "How do speed, arithmetic and quality change with the size of one conformer recipe "
-          "(width, depth, feed-forward size, heads), and does the ONNX speedup hold as it shrinks?",
+          "(width, depth, feed-forward size, heads, convolution-only lower blocks), and does the ONNX "
+          "speedup hold as it shrinks?",
           ("pytorch", "onnx", "onnx-fused", "onnx-int8"),
-          ("asr-conformer-micro", "asr-conformer-tiny", "asr-conformer-small", "asr-conformer-paper"),
+          ("asr-conformer-micro", "asr-conformer-tiny", "asr-convlower-tiny", "asr-conformer-small",
+           "asr-convlower-paper", "asr-conformer-paper"),
           size_table),
 ]}
 

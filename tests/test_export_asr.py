@@ -1,7 +1,8 @@
 """The plain ONNX export decodes exactly like ESPnet's PyTorch Speech2Text, and so does the
 optimised one (key/value-cached decoder step, fused graphs).
 
-For conformer, transformer, E-Branchformer and Branchformer encoders, a CTC-only
+For conformer, transformer, E-Branchformer and Branchformer encoders, our conformer with
+convolution-only lower blocks (bench/zoo/conv_lower_conformer.py), a CTC-only
 E-Branchformer (no decoder: CTC prefix scoring over the whole vocabulary) and a conformer
 transducer (ESPnet's default transducer search; greedy at beam 1), beam 1 and beam 10, on synthetic
 speech from 1 s to 60 s: identical token sequences (agreement TER = 0).
@@ -19,7 +20,8 @@ CTC_ONLY = "asr-ctc-ebranchformer-smoke"
 TRANSDUCER = "asr-transducer-smoke"
 # BENCH_ASR_EXPORT_CARDS=asr-ctc-ebranchformer-paper,... runs the agreement on other cards
 CARDS = os.environ.get("BENCH_ASR_EXPORT_CARDS", "asr-conformer-smoke,asr-transformer-smoke,"
-                       f"asr-ebranchformer-smoke,asr-branchformer-smoke,{CTC_ONLY},{TRANSDUCER}").split(",")
+                       "asr-ebranchformer-smoke,asr-branchformer-smoke,asr-convlower-smoke,"
+                       f"{CTC_ONLY},{TRANSDUCER}").split(",")
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,10 @@ class TorchSpeech2Text:
                  espnet_task: str = "asr"):
         import torch
 
-        from bench.espnet_layout import (ensure_transducer_loss_importable, exact_search_options,
-                                         nets_package)
+        from bench.espnet_layout import exact_search_options, nets_package, prepare_espnet
         from bench.zoo.exp_dir import resolved_config
 
-        ensure_transducer_loss_importable()  # ESPnet builds a transducer's training loss too
+        prepare_espnet()  # a transducer builds its training loss; our encoders registered
         torch.set_num_threads(threads)
         # ESPnet warns on every utterance that hits the fixed length cap the card asked for.
         for search in ("beam_search", "batch_beam_search"):

@@ -38,9 +38,9 @@ def espnet_task_name(card: Card) -> str:
 def task_class(name: str):
     """ESPnet's task class by its name in ESPNET_TASKS."""
     # the task modules pull in much of ESPnet: import only the one needed, when needed
-    from bench.espnet_layout import ensure_transducer_loss_importable
+    from bench.espnet_layout import prepare_espnet
 
-    ensure_transducer_loss_importable()  # a transducer model constructs its training loss
+    prepare_espnet()  # a transducer model constructs its training loss; our encoders registered
     module, cls = ESPNET_TASKS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 

@@ -25,9 +25,9 @@ def asr_task():
     # ESPnet's task module pulls in much of ESPnet; import it only where a model is built.
     from espnet2.tasks.asr import ASRTask
 
-    from bench.espnet_layout import ensure_transducer_loss_importable
+    from bench.espnet_layout import prepare_espnet
 
-    ensure_transducer_loss_importable()  # a transducer model constructs its training loss
+    prepare_espnet()  # a transducer model constructs its training loss; our encoders registered
 
     return ASRTask
 
