@@ -166,11 +166,12 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
             devices=("cuda",), base="onnx-fused"),
     Variant("onnx-int8-static", "onnx", "onnx-fused with static int8, weights and activations: "
             "MatMul (attention products included), Gemm, Conv, ConvTranspose, Gather; QDQ; "
-            "ranges from the card's dev data; the mel filterbank stored int8",
+            "ranges from the card's dev data; stored compactly (STFT basis from its tables, short names)",
             _static_int8("onnx-int8-static"),
             devices=("cpu",), base="onnx-fused", study="int8"),
     Variant("onnx-int8-conv", "onnx", "onnx-fused with static int8 convolutions only (Conv, "
-            "ConvTranspose; QDQ; ranges from the card's dev data); products stay float",
+            "ConvTranspose; QDQ; ranges from the card's dev data); products stay float; stored "
+            "compactly as onnx-int8-static",
             _static_int8("onnx-int8-conv"), devices=("cpu",), base="onnx-fused", study="int8"),
 ]}
 DEFAULT_VARIANTS = [name for name, v in VARIANTS.items() if v.study is None]
