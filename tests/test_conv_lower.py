@@ -76,7 +76,7 @@ def test_other_tasks_refuse_it_by_name():
 
     cfg = {"encoder": "conformer_conv_lower", "decoder": "transformer", "model_conf": {"ctc_weight": 0.3}}
     assert refusal(cfg, "asr") is None
-    assert "ASR task only, not st" in refusal(cfg, "st")
+    assert "(ours) is registered with ESPnet's ASR task only, not st" in refusal(cfg, "st")
 
 
 def test_espnets_trainer_sees_the_encoder_through_the_training_entry(tmp_path):

@@ -58,8 +58,22 @@ def test_the_sizes_are_one_recipe_growing(name):
 
     card = load_card(name)
     esp = card.model["espnet"]
-    assert (esp["encoder"], esp["decoder"], esp["normalize"]) == ("conformer", "transformer", "global_mvn")
+    assert (esp["encoder"], esp["decoder"], esp["normalize"]) in (("conformer", "transformer", "global_mvn"),
+                                                                  ("conformer_conv_lower", "transformer", "global_mvn"))
     assert not card.main_job or name in ("asr-conformer-tiny", "asr-conformer-paper")  # main job's time stays
+
+
+@pytest.mark.parametrize("name", [n for n in STUDIES["size"].cards if "convlower" in n])
+def test_a_conv_lower_size_is_its_conformer_with_attention_dropped_from_the_lowest_blocks(name):
+    """asr-convlower-X is asr-conformer-X but for the encoder's name and conv_only_blocks."""
+    from bench.zoo.cards import load_card
+
+    ours, theirs = (load_card(n).model["espnet"] for n in (name, name.replace("convlower", "conformer")))
+    conf = dict(ours["encoder_conf"])
+    assert 0 < conf.pop("conv_only_blocks") < conf["num_blocks"]
+    assert (ours["encoder"], conf) == ("conformer_conv_lower", theirs["encoder_conf"])
+    assert {k: v for k, v in ours.items() if not k.startswith("encoder")} == \
+        {k: v for k, v in theirs.items() if not k.startswith("encoder")}
 
 
 def test_size_cards_grow_in_every_axis():

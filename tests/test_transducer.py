@@ -189,4 +189,4 @@ def test_training_entry_gives_espnet_the_loss(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
     out = subprocess.run([sys.executable, "-m", "bench.zoo.espnet_entry", "probe_trainer", "--a", "b"],
                          capture_output=True, text=True, env=env, check=True).stdout
-    assert out.strip() == "TorchaudioRNNTLoss ['--a', 'b']"
+    assert out.strip().splitlines()[-1] == "TorchaudioRNNTLoss ['--a', 'b']"  # after ESPnet's import notes

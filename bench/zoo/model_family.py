@@ -6,9 +6,10 @@ Adding a family is adding its name to the tuples below, once its exporter and ru
 """
 from __future__ import annotations
 
-# encoders whose full-utterance forward the encoder graph (bench/export/asr.py) reproduces;
-# conformer_conv_lower is ours (bench/zoo/conv_lower_conformer.py), for ASR
-ENCODERS = ("conformer", "transformer", "e_branchformer", "branchformer", "conformer_conv_lower")
+# encoders whose full-utterance forward the encoder graph (bench/export/asr.py) reproduces
+ENCODERS = ("conformer", "transformer", "e_branchformer", "branchformer")
+# ours, registered with ESPnet's ASR task only (bench/zoo/conv_lower_conformer.py)
+OUR_ASR_ENCODERS = ("conformer_conv_lower",)
 # block-processing encoders that ESPnet decodes block by block (Speech2TextStreaming)
 STREAMING_ENCODERS = ("contextual_block_transformer", "contextual_block_conformer")
 ATTENTION_DECODERS = ("transformer",)  # what the one-step decoder graph handles
@@ -59,10 +60,10 @@ def refusal(cfg: dict, task: str) -> str | None:
     encoder = cfg.get("encoder")
     if encoder in STREAMING_ENCODERS:
         return _streaming_refusal(cfg, task)
-    if encoder not in ENCODERS:
+    if encoder in OUR_ASR_ENCODERS and task != "asr":
+        return f"encoder {encoder!r} (ours) is registered with ESPnet's ASR task only, not {task}"
+    if encoder not in ENCODERS + OUR_ASR_ENCODERS:
         return f"encoder {encoder!r} is not supported: the exporter handles {', '.join(ENCODERS)}"
-    if encoder == "conformer_conv_lower" and task != "asr":
-        return f"encoder 'conformer_conv_lower' is registered with ESPnet's ASR task only, not {task}"
     decoder = cfg.get("decoder")
     if task == "asr" and is_ctc_only(cfg):
         return None
