@@ -81,11 +81,13 @@ def ensure_transducer_loss_importable() -> bool:
     return True
 
 
-def prepare_espnet() -> None:
-    """What building or loading a model here needs first: ``warprnnt_pytorch`` importable (a
-    transducer constructs its loss) and our encoders registered with ESPnet's ASR task
-    (bench/zoo/conv_lower_conformer.py)."""
-    from bench.zoo.conv_lower_conformer import register
-
+def prepare_espnet(task: str) -> None:
+    """What building, loading or training a model of ESPnet's ``task`` needs first:
+    ``warprnnt_pytorch`` importable (a transducer constructs its loss) and, for ASR, our
+    encoders registered with the ASR task (bench/zoo/conv_lower_conformer.py). Other tasks do
+    not import the ASR task for it: a PyTorch case's load time and memory would count it."""
     ensure_transducer_loss_importable()
-    register()
+    if task == "asr":
+        from bench.zoo.conv_lower_conformer import register
+
+        register()

@@ -23,7 +23,7 @@ def _encoder(conv_only_blocks: int, **changes):
 
     from bench.espnet_layout import prepare_espnet
 
-    prepare_espnet()
+    prepare_espnet("asr")
     torch.manual_seed(0)
     cls = encoder_choices.get_class("conformer_conv_lower")
     return cls(input_size=80, conv_only_blocks=conv_only_blocks, **{**CONF, **changes}).eval()
@@ -82,9 +82,12 @@ def test_other_tasks_refuse_it_by_name():
 def test_espnets_trainer_sees_the_encoder_through_the_training_entry(tmp_path):
     """`bench zoo train` runs ESPnet's trainer through bench.zoo.espnet_entry, whose argument
     parser takes the encoder choices at start: ours must be among them."""
-    (tmp_path / "probe_choices.py").write_text(
+    probe = tmp_path / "probe"  # named as ESPnet's ASR trainer is: <package>.asr_train
+    probe.mkdir()
+    (probe / "__init__.py").write_text("")
+    (probe / "asr_train.py").write_text(
         "from espnet2.tasks.asr import encoder_choices\nprint('conformer_conv_lower' in encoder_choices.choices())\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
-    out = subprocess.run([sys.executable, "-m", "bench.zoo.espnet_entry", "probe_choices"],
+    out = subprocess.run([sys.executable, "-m", "bench.zoo.espnet_entry", "probe.asr_train"],
                          capture_output=True, text=True, env=env, check=True).stdout
     assert out.strip().splitlines()[-1] == "True"  # after what ESPnet prints on import

@@ -19,8 +19,6 @@ STATIC_SETTINGS = {
     # the frontend stays float: with the STFT and normalisation in int8 (waveform and spectrum
     # in 8 bits) the trained tiny ASR card's test WER went from 7.2% to 52.8%
     "exclude_prefixes": ["/stft/", "/logmel/", "/normalize/"],
-    # stored with the STFT basis built from its tables and short names (bench/optimize/storage.py)
-    "storage": "compact",
 }
 # the study variants (bench/variants.py): what each quantizes, over STATIC_SETTINGS
 STATIC_VARIANTS = {

@@ -19,7 +19,7 @@ class TorchSpeech2Text:
         from bench.espnet_layout import exact_search_options, nets_package, prepare_espnet
         from bench.zoo.exp_dir import resolved_config
 
-        prepare_espnet()  # a transducer builds its training loss; our encoders registered
+        prepare_espnet(espnet_task)  # a transducer builds its training loss; our ASR encoders
         torch.set_num_threads(threads)
         # ESPnet warns on every utterance that hits the fixed length cap the card asked for.
         for search in ("beam_search", "batch_beam_search"):

@@ -40,7 +40,7 @@ def task_class(name: str):
     # the task modules pull in much of ESPnet: import only the one needed, when needed
     from bench.espnet_layout import prepare_espnet
 
-    prepare_espnet()  # a transducer model constructs its training loss; our encoders registered
+    prepare_espnet(name)  # a transducer model constructs its training loss; our ASR encoders
     module, cls = ESPNET_TASKS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 

@@ -14,7 +14,7 @@ def main() -> None:
     if len(sys.argv) < 2:
         sys.exit("usage: python -m bench.zoo.espnet_entry MODULE [ARGS...]")
     module = sys.argv[1]
-    prepare_espnet()
+    prepare_espnet(module.rsplit(".", 1)[-1].removesuffix("_train"))  # espnet2.bin.<task>_train
     sys.argv = [module, *sys.argv[2:]]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 

@@ -27,7 +27,7 @@ def asr_task():
 
     from bench.espnet_layout import prepare_espnet
 
-    prepare_espnet()  # a transducer model constructs its training loss; our encoders registered
+    prepare_espnet("asr")  # a transducer model constructs its training loss; our encoders
 
     return ASRTask
 
