@@ -91,16 +91,17 @@ def artifact_info(artifact: Path) -> dict:
 
 
 VARIANT_RECORD = "variant.json"  # a study variant's own record, in its folder
-STUDY_DERIVE_VERSION = 2  # bump when a study variant's derivation changes in code
+STUDY_DERIVE_VERSION = 3  # bump when a study variant's derivation changes in code
 
 
 def _study_key() -> dict:
     """What a study variant's derivation depends on besides the artifact: a change rebuilds it."""
     from bench.optimize.calibration import CALIBRATION, FEEDS_PER_GRAPH
+    from bench.optimize.conv_integer import SETTINGS as DYNAMIC_CONVS
     from bench.optimize.static_int8 import STATIC_SETTINGS, STATIC_VARIANTS
 
     return {"derive": STUDY_DERIVE_VERSION, "static": STATIC_SETTINGS, "static_variants": STATIC_VARIANTS,
-            "calibration": CALIBRATION,
+            "dynamic_convs": DYNAMIC_CONVS, "calibration": CALIBRATION,
             "feeds_per_graph": FEEDS_PER_GRAPH}
 
 

@@ -109,6 +109,21 @@ def _quantize_int8(src: Path, dst: Path, info: dict) -> dict:
     return {**settings, "check": check_variant(src, dst, info, atol=None)}
 
 
+def _quantize_int8_convs(src: Path, dst: Path, info: dict) -> dict:
+    """onnx-int8, and the convolutions of graphs without calibration data (speech input) in
+    dynamic int8 with a weight scale per output channel (bench/optimize/conv_integer.py)."""
+    from bench.optimize.conv_integer import SETTINGS
+    from bench.optimize.quantize import quantize
+
+    # as onnx-int8: calibrated static convolutions only where the family's onnx-int8 has them
+    # (a study variant is handed its family's dev feeds whatever the family)
+    calibrated = get_family(info.get("family")).int8_calibrated
+    calibration = info.get("calibration_feeds", {}) if calibrated else {}
+    settings = {g: quantize(src / f, dst / g, {"dynamic_convs": SETTINGS}, calibration.get(g))
+                for g, f in _graphs_in(src).items()}
+    return {**settings, "check": check_variant(src, dst, info, atol=None)}
+
+
 def _static_int8(name: str):
     """Static int8 (weights and activations, QDQ) as ``STATIC_VARIANTS[name]`` sets it, with
     activation ranges from the card's dev data run through the base variant
@@ -173,6 +188,9 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
             "ConvTranspose; QDQ; ranges from the card's dev data); products stay float; stored "
             "compactly as onnx-int8-static",
             _static_int8("onnx-int8-conv"), devices=("cpu",), base="onnx-fused", study="int8"),
+    Variant("onnx-int8-convs", "onnx", "onnx-int8 with the speech-input graphs' convolutions over "
+            "16+ channels in dynamic int8 too (ConvInteger, a weight scale per output channel)",
+            _quantize_int8_convs, devices=("cpu",), base="onnx-fused", study="int8"),
 ]}
 DEFAULT_VARIANTS = [name for name, v in VARIANTS.items() if v.study is None]
 REFERENCE = "pytorch"

@@ -74,7 +74,7 @@ def test_static_int8_quantizes_activations_behind_an_untyped_contrib_op(tmp_path
 
 def test_study_variants_run_only_when_named():
     study = [name for name, v in VARIANTS.items() if v.study]
-    assert {"onnx-int8-static", "onnx-int8-conv"} <= set(study)
+    assert {"onnx-int8-static", "onnx-int8-conv", "onnx-int8-convs"} <= set(study)
     assert not set(study) & set(DEFAULT_VARIANTS)
 
 
@@ -114,6 +114,30 @@ def test_static_variant_is_derived_on_demand_and_decodes(smoke, tmp_path):
     assert size < model_size_mb(artifact, "onnx-int8")
     assert size < record["settings"]["base_stored_alike_mb"] < model_size_mb(artifact, "onnx-fused")
     rec = load_recognizer(artifact, card.decode, "onnx-int8-static", "cpu", 1)
+    assert isinstance(rec(builtin_eval_set(n=1)[0].load(16000)).tokens, list)
+
+
+@pytest.mark.slow
+def test_int8_convolutions_variant_quantizes_the_encoders_convolutions_and_decodes(smoke, tmp_path):
+    import onnx
+
+    from bench.artifacts import ensure_variant, variant_record
+    from bench.data.espeak import builtin_eval_set
+    from bench.runtime.load import load_recognizer
+
+    card, shared = smoke
+    artifact = tmp_path / shared.name
+    shutil.copytree(shared, artifact)
+    ensure_variant(card, artifact, "onnx-int8-convs")
+    record = variant_record(artifact, "onnx-int8-convs")
+    assert "error" not in record, record
+    # the subsampling's second convolution and every block's two pointwise ones
+    assert record["settings"]["encoder.onnx"]["dynamic_convs"]["convolutions"] > 2
+    ops = [n.op_type for n in onnx.load(str(artifact / "variants" / "onnx-int8-convs" / "encoder.onnx")).graph.node]
+    plain = [n.op_type for n in onnx.load(str(artifact / "variants" / "onnx-int8" / "encoder.onnx")).graph.node]
+    assert "ConvInteger" in ops and "ConvInteger" not in plain
+    assert ops.count("Conv") < plain.count("Conv")  # the STFT, first subsampling and depthwise stay
+    rec = load_recognizer(artifact, card.decode, "onnx-int8-convs", "cpu", 1)
     assert isinstance(rec(builtin_eval_set(n=1)[0].load(16000)).tokens, list)
 
 

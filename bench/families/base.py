@@ -7,6 +7,7 @@ from typing import Any
 
 class Family:
     name: str = ""
+    int8_calibrated = False  # onnx-int8 quantizes this family's convolutions statically (calibration_feeds)
     # RTF is over the audio the family's models hear (speech in) or speak (speech out)
     audio_is_output: bool = False
 
