@@ -17,6 +17,9 @@ Which convolutions: float weights stored in the graph, one group, no dilation, a
 log-mel features, the STFT one of samples: cheap, and their inputs' range is not a uint8 one).
 Depthwise convolutions (groups = channels) stay float: they are a small share of the
 arithmetic (31 multiply-adds an output against 256-512 for a pointwise one).
+
+The int8 study's `onnx-int8-convs` uses it; `onnx-int8` does not: on the real LibriSpeech clips
+it made the trained tiny ASR card flip ten times the tokens (docs/figures.md).
 """
 from __future__ import annotations
 
