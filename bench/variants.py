@@ -99,29 +99,25 @@ def _fuse(src: Path, dst: Path, info: dict) -> dict:
     return {**settings, "check": check, "rejected": rejected}
 
 
-def _quantize_int8(src: Path, dst: Path, info: dict) -> dict:
+def _quantize_int8(src: Path, dst: Path, info: dict, settings: dict | None = None) -> dict:
     from bench.optimize.quantize import quantize
 
-    calibration = info.get("calibration_feeds", {})
-    settings = {g: quantize(src / f, dst / g, calibration=calibration.get(g))
-                for g, f in _graphs_in(src).items()}
+    # calibrated static convolutions only in a family whose onnx-int8 has them: a study variant
+    # is handed its family's dev feeds whatever the family
+    calibrated = get_family(info.get("family")).int8_calibrated
+    calibration = info.get("calibration_feeds", {}) if calibrated else {}
+    records = {g: quantize(src / f, dst / g, settings, calibration.get(g))
+               for g, f in _graphs_in(src).items()}
     # int8's deviation is a measured figure (agreement), so only runnability is checked here
-    return {**settings, "check": check_variant(src, dst, info, atol=None)}
+    return {**records, "check": check_variant(src, dst, info, atol=None)}
 
 
 def _quantize_int8_convs(src: Path, dst: Path, info: dict) -> dict:
-    """onnx-int8, and the convolutions of graphs without calibration data (speech input) in
-    dynamic int8 with a weight scale per output channel (bench/optimize/conv_integer.py)."""
+    """onnx-int8, and the speech-input graphs' convolutions in dynamic int8 with a weight scale
+    per output channel (bench/optimize/conv_integer.py)."""
     from bench.optimize.conv_integer import SETTINGS
-    from bench.optimize.quantize import quantize
 
-    # as onnx-int8: calibrated static convolutions only where the family's onnx-int8 has them
-    # (a study variant is handed its family's dev feeds whatever the family)
-    calibrated = get_family(info.get("family")).int8_calibrated
-    calibration = info.get("calibration_feeds", {}) if calibrated else {}
-    settings = {g: quantize(src / f, dst / g, {"dynamic_convs": SETTINGS}, calibration.get(g))
-                for g, f in _graphs_in(src).items()}
-    return {**settings, "check": check_variant(src, dst, info, atol=None)}
+    return _quantize_int8(src, dst, info, {"dynamic_convs": SETTINGS})
 
 
 def _static_int8(name: str):

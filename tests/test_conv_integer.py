@@ -1,4 +1,4 @@
-"""onnx-int8's dynamic int8 convolutions (bench/optimize/conv_integer.py): which convolutions
+"""onnx-int8-convs's dynamic int8 convolutions (bench/optimize/conv_integer.py): which convolutions
 it takes, and that ORT runs the rewritten graph close to the float one, per output channel."""
 from __future__ import annotations
 

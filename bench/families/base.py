@@ -7,7 +7,6 @@ from typing import Any
 
 class Family:
     name: str = ""
-    int8_calibrated = False  # onnx-int8 quantizes this family's convolutions statically (calibration_feeds)
     # RTF is over the audio the family's models hear (speech in) or speak (speech out)
     audio_is_output: bool = False
 
@@ -19,6 +18,12 @@ class Family:
         """Export the experiment's model into onnx_dir: (export meta, the meta plus what the
         variants' derive steps need to know)."""
         raise NotImplementedError
+
+    @property
+    def int8_calibrated(self) -> bool:
+        """Whether onnx-int8 quantizes this family's convolutions statically: it has calibration
+        feeds of its own (calibration_feeds overridden)."""
+        return type(self).calibration_feeds is not Family.calibration_feeds
 
     def calibration_feeds(self, card, artifact: Path, meta: dict) -> dict[str, list[dict]]:
         """Inputs per graph of the plain export for the default variants' static int8, made

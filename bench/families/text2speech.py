@@ -10,7 +10,6 @@ from bench.families.base import Family
 
 class TextToSpeech(Family):
     name = "text2speech"
-    int8_calibrated = True
     audio_is_output = True
 
     def exporter_version(self):

@@ -69,20 +69,19 @@ def quantize(src: Path, dst: Path, settings: dict | None = None,
     )
     dst.with_suffix(".static.onnx").unlink(missing_ok=True)
     if s.get("dynamic_convs"):  # asked for (the int8 study's onnx-int8-convs), graphs not calibrated
-        record["dynamic_convs"] = _dynamic_convs(dst, s, excluded) if not calibration else \
+        record["dynamic_convs"] = _dynamic_convs(dst, s) if not calibration else \
             {"skipped": "static int8 handles this graph's convolutions"}
     return record
 
 
-def _dynamic_convs(path: Path, s: dict, excluded: list[str]) -> dict:
+def _dynamic_convs(path: Path, s: dict) -> dict:
     """The graph's float convolutions as per-channel dynamic int8, in place; what was done."""
     import onnx
 
     from bench.optimize.conv_integer import quantize_convs
 
     model = onnx.load(str(path))
-    done = quantize_convs(model, tuple(excluded) + tuple(s["exclude_prefixes"]),
-                          s["dynamic_convs"]["min_in_channels"])
+    done = quantize_convs(model, tuple(s["exclude_prefixes"]), s["dynamic_convs"]["min_in_channels"])
     if done:
         onnx.save(model, str(path))
     return {**s["dynamic_convs"], "convolutions": len(done)}
