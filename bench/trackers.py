@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.identity import data_identity
 from bench.measure.memory import measure_peak_rss
 from bench.measure.stats import percentiles_ms
 from bench.measure.timing import SUITE_RULE, interleaved_pairs, time_single
@@ -125,7 +126,8 @@ def track_real_speech(rec, variant: str, task, clips: list, ref_out: Decoded | N
                       where: str) -> RealSpeech:
     if not clips:
         return RealSpeech(None, {"measured": False, "why": where})
-    notes = {"measured": True, "dir": where, "n_clips": len(clips),
+    # the clips' content hash: the gate compares this figure only with one from the same clips
+    notes = {"measured": True, "dir": where, "n_clips": len(clips), "identity": data_identity(clips),
              "audio_seconds": round(sum(c.seconds for c in clips), 3)}
     if variant == REFERENCE:
         return RealSpeech(None, {**notes, "outputs": [o.text for o in ref_out.outputs]})

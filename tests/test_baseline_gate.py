@@ -171,6 +171,36 @@ def test_other_data_or_settings_is_new_never_a_failure(tmp_path):
     assert g["verdict"] == "fail" and "measured 120.0 > baseline 113.6 + 0.5" in g["reasons"][0]
 
 
+def _real(ter, clips="clips-a"):
+    c = _case(real_agreement_ter=ter)
+    c["identity"] = {"key": "aaaaaaaaaaaa"}
+    c["settings"]["real_speech"] = {"measured": True, "identity": clips}
+    return c
+
+
+def test_real_speech_agreement_gated_only_against_the_same_clips(tmp_path):
+    bl.update_baselines(_run(_real(1.0)), tmp_path)
+    (entry,) = bl.load_baselines(bl.baseline_path(tmp_path, CLASS))["cases"].values()
+    assert entry["other_data"] == {"real_agreement_ter": "clips-a"}
+
+    def gate(case):
+        return bl.gate_results(_run(case), tmp_path)["cases"][0]["gate"]
+
+    # two more tokens of 56 flipped passes; int8 convolutions' 1.0 -> 10.9 fails
+    assert gate(_real(4.6))["verdict"] == "pass"
+    g = gate(_real(10.9))
+    assert g["verdict"] == "fail"
+    assert g["reasons"][0].startswith("real_agreement_ter rose: measured 10.90 > baseline 1.000 + 4 = 5.000")
+    # other clips (a user's ../shared): reported, never judged by the committed clips' figure
+    g = gate(_real(50.0, clips="clips-b"))
+    assert g["verdict"] == "pass"
+    assert any("real_agreement_ter not gated" in n for n in g["notes"])
+    # a case whose clips have no identity is not judged either
+    unknown = _real(50.0)
+    del unknown["settings"]["real_speech"]["identity"]
+    assert gate(unknown)["verdict"] == "pass"
+
+
 def test_updates_accumulate_runs_and_gate_against_results(tmp_path):
     runs = []
     for s in (2.0, 2.1, 1.9):
@@ -297,6 +327,10 @@ def test_load_baselines_errors_name_file_and_field(tmp_path):
     doc["cases"]["asr/a/b/cpu@k"] = _entry(speedup="fast")
     p.write_text(json.dumps(doc))
     with pytest.raises(bl.BaselineError, match=r"x.json: cases.asr/a/b/cpu@k.metrics.speedup"):
+        bl.load_baselines(p)
+    doc["cases"] = {"asr/a/b/cpu@k": {**_entry(speedup=1.0), "other_data": {"real_agreement_ter": 3}}}
+    p.write_text(json.dumps(doc))
+    with pytest.raises(bl.BaselineError, match=r"cases.asr/a/b/cpu@k.other_data: expected an object"):
         bl.load_baselines(p)
     doc["cases"] = {"asr/a/b/cpu": _entry(speedup=1.0)}
     p.write_text(json.dumps(doc))

@@ -62,6 +62,7 @@ class _Clip:
     id: str = "c"
     source: str = "clip.flac"
     seconds: float = 2.0
+    text: str | None = None
 
 
 def _outputs(*token_lists):
@@ -80,6 +81,9 @@ def test_agreement_on_real_clips_counts_the_flipped_tokens():
     assert case["metrics"]["real_agreement_ter"] == pytest.approx(100 / 6)
     assert case["settings"]["real_speech"]["n_clips"] == 2
     assert case["settings"]["real_speech"]["outputs"] == ["", ""]
+    # which clips: the gate compares the figure only with one measured on the same ones
+    other = track_real_speech(rec, "onnx-int8", get_task("asr"), clips[:1], _outputs([1, 2, 3, 4]), "/clips")
+    assert case["settings"]["real_speech"]["identity"] != other.notes["identity"]
     # the reference itself is not compared with itself; a card without clips says why
     assert track_real_speech(rec, "pytorch", get_task("asr"), clips, ref, "/clips").agreement_ter is None
     none = track_real_speech(rec, "onnx", get_task("asr"), [], None, "why not")
