@@ -116,13 +116,15 @@ DEFAULT_TOLERANCES: dict[str, dict[str, Any]] = {
                       "why": "token error rate vs PyTorch; +1.0 point, since quantized beam "
                              "search may flip a near-tie token"},
     "real_agreement_ter": {
-        "mode": "absolute", "value": 4.0, "worse": "higher",
+        "mode": "absolute", "value": 6.0, "worse": "higher",
         "why": "agreement TER on the real clips the card names (data.real_speech), gated only "
-               "against a figure from the same clips; deterministic on CPU like agreement_ter. "
-               "Out of domain the trained cards say little: PyTorch gives 53-101 tokens on the 3 "
-               "LibriSpeech clips, so one token is 1-1.9 points, and +4.0 lets 2-3 tokens flip "
-               "(4 on the longest). Quantizing the convolutions too took asr-conformer-tiny "
-               "from 1.0 to 10.9 while its test-set WER did not move (docs/figures.md)"},
+               "against a figure from the same clips. Out of domain the trained cards say little: "
+               "PyTorch gives 53-101 tokens on the 3 LibriSpeech clips, so one token is 1-1.9 "
+               "points and +6.0 lets 3-6 tokens flip: room for the float rounding of another CPU "
+               "of the class (an Intel host beside the AMD ones) on outputs full of near-ties. "
+               "Quantizing the convolutions too took asr-conformer-tiny from 1.0 to 10.9 and "
+               "asr-streaming-tiny from 4.7 to 18.8 while their test-set WER and agreement stayed "
+               "inside their tolerances (docs/gate.md)"},
     "peak_rss_mb": {"mode": "relative", "value": 0.25, "worse": "higher",
                     "why": "allocator and thread-pool arenas vary run to run; +25% is a real leak "
                            "or a duplicated weight copy"},

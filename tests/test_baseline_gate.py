@@ -186,11 +186,11 @@ def test_real_speech_agreement_gated_only_against_the_same_clips(tmp_path):
     def gate(case):
         return bl.gate_results(_run(case), tmp_path)["cases"][0]["gate"]
 
-    # two more tokens of 56 flipped passes; int8 convolutions' 1.0 -> 10.9 fails
-    assert gate(_real(4.6))["verdict"] == "pass"
+    # a few more flipped tokens pass; int8 convolutions' 1.0 -> 10.9 fails
+    assert gate(_real(6.9))["verdict"] == "pass"
     g = gate(_real(10.9))
     assert g["verdict"] == "fail"
-    assert g["reasons"][0].startswith("real_agreement_ter rose: measured 10.90 > baseline 1.000 + 4 = 5.000")
+    assert g["reasons"][0].startswith("real_agreement_ter rose: measured 10.90 > baseline 1.000 + 6 = 7.000")
     # other clips (a user's ../shared): reported, never judged by the committed clips' figure
     g = gate(_real(50.0, clips="clips-b"))
     assert g["verdict"] == "pass"
