@@ -19,7 +19,8 @@ COUNTED = {"MatMul": "fp32", "Gemm": "fp32", "Conv": "fp32", "FusedMatMul": "fp3
            "QLinearConv": "int8", "DynamicQuantizeMatMul": "int8", "MatMulIntegerToFloat": "int8"}
 # contrib ops that hide products inside them: named in the count, not counted
 HIDDEN = {"Attention", "MultiHeadAttention", "GroupQueryAttention", "DecoderAttention",
-          "QAttention", "LSTM", "GRU", "RNN", "Einsum"}
+          "QAttention", "LSTM", "GRU", "RNN", "Einsum",
+          "Loop", "Scan", "If"}  # a subgraph's nodes cannot be graph outputs to read shapes from
 _CONVS = {"Conv", "ConvInteger", "QLinearConv", "ConvTranspose"}
 
 

@@ -21,8 +21,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-import psutil
-
 __all__ = [
     "MeasureError", "MemoryResult", "measure_peak_rss", "report_idle", "report_payload",
     "IDLE_TAG", "PAYLOAD_TAG", "HWM_TAG",
@@ -84,8 +82,14 @@ def _self_hwm_bytes() -> int | None:
 
 
 def report_idle() -> int:
-    """Child side: print the current RSS as the idle level. Call after imports, before work."""
-    rss = psutil.Process().memory_info().rss
+    """Child side: print the current RSS as the idle level. Call after imports, before work.
+    Read from /proc, not psutil: the child holds what a deployment holds, not the harness's
+    measuring side (psutil is 2 MB of every child's whole-process figure)."""
+    rss = _read_status_kb("self", "VmRSS")
+    if rss is None:  # not Linux
+        import psutil
+
+        rss = psutil.Process().memory_info().rss
     sys.stdout.write(f"{IDLE_TAG} {rss}\n")
     sys.stdout.flush()
     return rss
@@ -130,6 +134,8 @@ def measure_peak_rss(
     them (the kernel mark where readable, else the sampled peak). With ``gpu``, also the child's peak GPU memory as NVML lists it
     for that process (sampled every 10th interval: NVML's process list is slower to read).
     """
+    import psutil  # here, not at the top: the child reads /proc (report_idle)
+
     gpu_sampler = None
     if gpu:
         from bench.measure.gpu_memory import GpuMemorySampler

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from bench.optimize.chunked_subsampling import SETTINGS as CHUNK_SETTINGS
+
 DEFAULT_SETTINGS = {
     "method": "dynamic",
     "op_types": ["MatMul"],
@@ -25,6 +27,9 @@ DEFAULT_SETTINGS = {
     # the card's dev data), where calibration data exists (TTS: bench/optimize/calibration.py).
     # Graphs the static quantizer cannot handle keep float convolutions; the reason is recorded.
     "static_op_types": ["Conv", "ConvTranspose"],
+    # Not quantization but the int8 variant's memory: the convolutional subsampling run in time
+    # chunks (bench/optimize/chunked_subsampling.py), the same arithmetic in blocks of one size.
+    "chunked_subsampling": CHUNK_SETTINGS,
 }
 
 
@@ -71,7 +76,24 @@ def quantize(src: Path, dst: Path, settings: dict | None = None,
     if s.get("dynamic_convs"):  # asked for (the int8 study's onnx-int8-convs), graphs not calibrated
         record["dynamic_convs"] = _dynamic_convs(dst, s) if not calibration else \
             {"skipped": "static int8 handles this graph's convolutions"}
+    chunking = s.get("chunked_subsampling")
+    if chunking and dst.name in chunking["graphs"]:
+        record["chunked_subsampling"] = _chunked_subsampling(dst, chunking)
     return record
+
+
+def _chunked_subsampling(path: Path, settings: dict) -> dict:
+    """The graph's convolutional subsampling run in time chunks, in place; what was done."""
+    import onnx
+
+    from bench.optimize.chunked_subsampling import chunk_subsampling
+
+    model = onnx.load(str(path))
+    done = chunk_subsampling(model, settings["chunk_frames"])
+    if done is None:
+        return {"skipped": "no float convolutional subsampling in this graph"}
+    onnx.save(model, str(path))
+    return done
 
 
 def _dynamic_convs(path: Path, s: dict) -> dict:
