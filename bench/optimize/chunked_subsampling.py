@@ -8,7 +8,8 @@ the allocator for a bigger block than any it freed. Chunk by chunk, every iterat
 of one size. The arithmetic is the same (each output frame sees the same input frames): chunks
 overlap by the chain's receptive field, the input is padded at the end so every chunk is full,
 and the output is cut back to the unchunked length. On the paper ASR card's int8 variant the
-memory child's whole-process peak fell from 187 to about 179 MB (docs/figures.md).
+memory child's whole-process peak fell by 5-8 MB in the median of alternating children, within
+a run-to-run spread about as wide (docs/figures.md).
 
 Which chains: a Conv over one input channel (the features), then Relu and Conv alternating,
 every Conv with a stored 4-D weight, one group, no dilation, no padding; at least two Convs, and
