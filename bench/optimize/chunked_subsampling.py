@@ -93,8 +93,6 @@ def chunk_subsampling(model, chunk_frames: int = SETTINGS["chunk_frames"]) -> di
     for kernel, s in convs:
         field += (kernel - 1) * stride
         stride *= s
-    step = stride * chunk_frames  # input frames between chunk starts
-    span = stride * (chunk_frames - 1) + field  # input frames a chunk reads
     x, y = chain[0].input[0], chain[-1].output[0]
     scope = chain[0].name.rsplit("/", 2)[0] if chain[0].name.count("/") >= 2 else ""
     p = scope + "/chunked/"  # e.g. /encoder/embed/conv/chunked/, beside the nodes it replaces
@@ -103,37 +101,47 @@ def chunk_subsampling(model, chunk_frames: int = SETTINGS["chunk_frames"]) -> di
         g.initializer.append(numpy_helper.from_array(np.asarray(values, np.int64), p + name))
         return p + name
 
-    outer = [helper.make_node("Shape", [x], [p + "frames"], start=2, end=3)]
+    def node(op: str, inputs: list[str], output: str, **attrs):
+        return helper.make_node(op, inputs, [p + output], **attrs)
+
+    outer = [node("Shape", [x], "frames", start=2, end=3)]
     length = p + "frames"
     for i, (kernel, s) in enumerate(convs):  # output frames of each Conv: (n - kernel) / s + 1
-        outer += [helper.make_node("Sub", [length, const(f"k{i}", [kernel])], [p + f"sub{i}"]),
-                  helper.make_node("Div", [p + f"sub{i}", const(f"s{i}", [s])], [p + f"div{i}"]),
-                  helper.make_node("Add", [p + f"div{i}", const("one", [1]) if i == 0 else p + "one"],
-                                   [p + f"len{i}"])]
+        outer += [node("Sub", [length, const(f"k{i}", [kernel])], f"sub{i}"),
+                  node("Div", [p + f"sub{i}", const(f"s{i}", [s])], f"div{i}"),
+                  node("Add", [p + f"div{i}", const("one", [1]) if i == 0 else p + "one"], f"len{i}")]
         length = p + f"len{i}"
+    # As many chunks as chunk_frames asks, of equal size: a short utterance is one chunk of its
+    # own length, and no chunk computes frames that are cut off again (at most one a chunk).
     outer += [
-        helper.make_node("Add", [length, const("chunk_minus_one", [chunk_frames - 1])], [p + "ceil"]),
-        helper.make_node("Div", [p + "ceil", const("chunk", [chunk_frames])], [p + "n_chunks"]),
-        helper.make_node("Squeeze", [p + "n_chunks", const("axis0", [0])], [p + "trips"]),
-        # padded so the last chunk is full: it ends at most `step` frames past the input
-        helper.make_node("Pad", [x, const("pads", [0, 0, 0, 0, 0, 0, step, 0])], [p + "padded"]),
+        node("Add", [length, const("chunk_minus_one", [chunk_frames - 1])], "chunks_ceil"),
+        node("Div", [p + "chunks_ceil", const("chunk", [chunk_frames])], "n_chunks"),
+        node("Sub", [p + "n_chunks", p + "one"], "n_minus_one"),
+        node("Add", [length, p + "n_minus_one"], "each_ceil"),
+        node("Div", [p + "each_ceil", p + "n_chunks"], "each"),  # output frames a chunk
+        node("Squeeze", [p + "n_chunks", const("axis0", [0])], "trips"),
+        node("Mul", [p + "each", const("stride", [stride])], "step"),  # input frames between starts
+        node("Add", [p + "step", const("field_minus_stride", [field - stride])], "span"),  # read a chunk
+        # padded so the last chunk is full: it ends fewer than stride x chunks frames past the input
+        node("Mul", [p + "n_chunks", p + "stride"], "pad_end"),
+        node("Concat", [const("pads_before", [0, 0, 0, 0, 0, 0]), p + "pad_end",
+                        const("pad_freq_end", [0])], "pads", axis=0),
+        node("Pad", [x, p + "pads"], "padded"),
     ]
     body_nodes = [
-        helper.make_node("Mul", [p + "i", const("step", step)], [p + "start0"]),
-        helper.make_node("Unsqueeze", [p + "start0", p + "axis0"], [p + "start"]),
-        helper.make_node("Add", [p + "start", const("span", [span])], [p + "end"]),
-        helper.make_node("Slice", [p + "padded", p + "start", p + "end", const("time_axis", [2])],
-                         [p + "chunk_in"]),
-        helper.make_node("Identity", [p + "cond"], [p + "cond_out"]),
+        node("Mul", [p + "i", p + "step"], "start"),
+        node("Add", [p + "start", p + "span"], "end"),
+        node("Slice", [p + "padded", p + "start", p + "end", const("time_axis", [2])], "chunk_in"),
+        node("Identity", [p + "cond"], "cond_out"),
     ]
     renamed = {x: p + "chunk_in"}
-    for node in chain:
-        clone = helper.make_node(node.op_type, [renamed.get(n, n) for n in node.input],
-                                 [p + "chunk/" + node.output[0]], name=node.name)
-        clone.attribute.extend(node.attribute)
-        renamed[node.output[0]] = clone.output[0]
+    for original in chain:
+        clone = helper.make_node(original.op_type, [renamed.get(n, n) for n in original.input],
+                                 [p + "chunk/" + original.output[0]], name=original.name)
+        clone.attribute.extend(original.attribute)
+        renamed[original.output[0]] = clone.output[0]
         body_nodes.append(clone)
-    # each chunk leaves the loop time-major, (chunk_frames, C, F), so that joining the chunks
+    # each chunk leaves the loop time-major, (its frames, C, F), so that joining the chunks
     # is a reshape, not a copy; the one transpose back is then cancelled by ORT against the
     # embedding's own transpose to time-major. The squeeze refuses a batch of more than one
     # utterance (the exported encoders take one) rather than join two utterances' frames.
@@ -146,10 +154,10 @@ def chunk_subsampling(model, chunk_frames: int = SETTINGS["chunk_frames"]) -> di
         [helper.make_tensor_value_info(p + "i", TensorProto.INT64, []),
          helper.make_tensor_value_info(p + "cond", TensorProto.BOOL, [])],
         [helper.make_tensor_value_info(p + "cond_out", TensorProto.BOOL, []),
-         helper.make_tensor_value_info(p + "chunk_out", TensorProto.FLOAT, [chunk_frames, None, None])])
+         helper.make_tensor_value_info(p + "chunk_out", TensorProto.FLOAT, [None, None, None])])
     outer += [
         helper.make_node("Loop", [p + "trips", ""], [p + "chunks"], body=body, name=p + "Loop"),
-        # (chunks, chunk_frames, C, F) -> (1, chunks x chunk_frames, C, F), cut to length
+        # (chunks, frames a chunk, C, F) -> (1, chunks x frames a chunk, C, F), cut to length
         helper.make_node("Shape", [p + "chunks"], [p + "channels_freq"], start=2, end=4),
         helper.make_node("Concat", [const("one_join", [1, -1]), p + "channels_freq"],
                          [p + "joined_shape"], axis=0),
