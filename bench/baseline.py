@@ -125,16 +125,12 @@ DEFAULT_TOLERANCES: dict[str, dict[str, Any]] = {
                "Quantizing the convolutions too took asr-conformer-tiny from 1.0 to 10.9 and "
                "asr-streaming-tiny from 4.7 to 18.8 while their test-set WER and agreement stayed "
                "inside their tolerances (docs/gate.md)"},
-    "peak_rss_mb": {"mode": "relative", "value": 0.25, "worse": "higher", "floor": 10.0,
+    "peak_rss_mb": {"mode": "relative", "value": 0.25, "worse": "higher",
                     "why": "allocator and thread-pool arenas vary run to run; +25% is a real leak "
-                           "or a duplicated weight copy. At least +10 MB: what the allocator "
-                           "keeps moves by MBs whatever the model's size (the tiny cards' float "
-                           "ONNX variants, 30-37 MB, moved by up to 5.3 MB between two runs of "
-                           "the same code; docs/gate.md)"},
-    "process_peak_mb": {"mode": "relative", "value": 0.25, "worse": "higher", "floor": 10.0,
+                           "or a duplicated weight copy"},
+    "process_peak_mb": {"mode": "relative", "value": 0.25, "worse": "higher",
                         "why": "the whole process from its start: +25% is a runtime library "
-                               "that grew, a new import (torch in an ONNX process) or a leak; "
-                               "at least +10 MB, as peak_rss_mb"},
+                               "that grew, a new import (torch in an ONNX process) or a leak"},
     "peak_gpu_mb": {"mode": "relative", "value": 0.25, "worse": "higher",
                     "why": "as peak RSS, for GPU memory (NVML per process)"},
     "model_mb": {"mode": "relative", "value": 0.10, "worse": "higher",
@@ -154,7 +150,7 @@ RUN_METRICS = ("speedup", "speedup_ci95", "rtf", "latency_p50_ms")
 MAX_RUNS = 20  # the newest runs of an entry; older ones are history in results files
 
 _TOL_FIELDS = {"mode", "value", "worse", "why", "across_hosts", "spread_factor", "host_bound",
-               "min_host_runs", "floor"}
+               "min_host_runs"}
 
 
 class BaselineError(ValueError):
@@ -191,7 +187,7 @@ def _check_tol(spec: Any, where: str, source: str, partial: bool) -> None:
         v = spec.get("value")
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
             raise BaselineError(f"{source}: {where}.value: expected a number >= 0, got {v!r}")
-    for extra in ("across_hosts", "spread_factor", "min_host_runs", "floor"):
+    for extra in ("across_hosts", "spread_factor", "min_host_runs"):
         v = spec.get(extra, 0)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
             raise BaselineError(f"{source}: {where}.{extra}: expected a number >= 0, got {v!r}")
@@ -336,10 +332,6 @@ def _check_metric(metric: str, measured: float, interval, base: float, spec: Map
     if rel:
         limit = base * (1 - tol) if lower_worse else base * (1 + tol)
         rule = f"{base_text} {fmt(base)} x (1 {'-' if lower_worse else '+'} {tol:.3g}) = {fmt(limit)}"
-        floor = float(spec.get("floor", 0))  # in the metric's units: noise that does not scale
-        if floor and abs(limit - base) < floor:
-            limit = base - floor if lower_worse else base + floor
-            rule += f", widened to {base_text} {'-' if lower_worse else '+'} {floor:g} = {fmt(limit)}"
     else:
         limit = base - tol if lower_worse else base + tol
         rule = f"{base_text} {fmt(base)} {'-' if lower_worse else '+'} {tol:g} = {fmt(limit)}"

@@ -4,10 +4,12 @@ ESPnet's Conv2dSubsampling turns (1, 1, frames, mels) into (1, channels, frames/
 through two or three strided 3x3 convolutions. Its first convolution's output is the largest
 tensor of the encoder: 30 MB on a 15 s utterance at 256 channels, held until the second
 convolution has consumed it, and its size follows the utterance, so each longer utterance asks
-the allocator for a bigger block than any it freed. Chunk by chunk, every iteration makes blocks
-of one size. The arithmetic is the same (each output frame sees the same input frames): chunks
-overlap by the chain's receptive field, the input is padded at the end so every chunk is full,
-and the output is cut back to the unchunked length. On the paper ASR card's int8 variant the
+the allocator for a bigger block than any it freed. In chunks of at most ``chunk_frames``
+output frames, equal in size, the blocks stop growing with the utterance, and a short utterance
+is one chunk of its own length (whole chunks of a fixed size made the tiny cards' int8 up to 16%
+slower). The arithmetic is the same (each output frame sees the same input frames): chunks
+overlap by the chain's receptive field, the input is padded at the end so the last chunk is
+full, and the output is cut back to the unchunked length. On the paper ASR card's int8 variant the
 memory child's whole-process peak fell by 5-8 MB in the median of alternating children, within
 a run-to-run spread about as wide (docs/figures.md).
 
@@ -22,8 +24,9 @@ import numpy as np
 
 __all__ = ["chunk_subsampling", "SETTINGS"]
 
-# 64 output frames (2.56 s of speech at a 40 ms frame rate): the first convolution's output
-# per chunk is 5 MB at 256 channels and 80 mels, and a 15 s utterance takes six iterations.
+# At most 64 output frames a chunk (2.56 s of speech at a 40 ms frame rate): the first
+# convolution's output per chunk is at most 5 MB at 256 channels and 80 mels, and a 15 s
+# utterance takes six iterations of 63 frames.
 # Only the whole-utterance encoder: a streaming card's embedding graph sees one block at a time.
 SETTINGS = {"chunk_frames": 64, "graphs": ["encoder.onnx"]}
 
