@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.optimize.graph_nodes import node_attributes
+
 __all__ = ["chunk_subsampling", "SETTINGS"]
 
 # At most 64 output frames a chunk (2.56 s of speech at a 40 ms frame rate): the first
@@ -31,12 +33,6 @@ __all__ = ["chunk_subsampling", "SETTINGS"]
 SETTINGS = {"chunk_frames": 64, "graphs": ["encoder.onnx"]}
 
 
-def _attributes(node) -> dict:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _plain_conv(node, weights: dict, in_channels: int | None = None):
     """(time kernel, time stride) if ``node`` is a Conv this rewrite can chunk, else None."""
     if node.op_type != "Conv" or node.domain not in ("", "ai.onnx"):
@@ -44,7 +40,7 @@ def _plain_conv(node, weights: dict, in_channels: int | None = None):
     w = weights.get(node.input[1])
     if w is None or len(w.dims) != 4 or (in_channels is not None and w.dims[1] != in_channels):
         return None
-    a = _attributes(node)
+    a = node_attributes(node)
     if (a.get("group", 1) != 1 or any(d != 1 for d in a.get("dilations", [1]))
             or any(p != 0 for p in a.get("pads", [0])) or a.get("auto_pad", b"NOTSET") != b"NOTSET"):
         return None
@@ -72,9 +68,9 @@ def _find_chain(graph) -> tuple[list, list[tuple[int, int]]] | None:
             step = nxt[0]
             if step.op_type == "Relu" and chain[-1].op_type == "Conv":
                 chain.append(step)
-            elif chain[-1].op_type == "Relu" and _plain_conv(step, weights) is not None:
+            elif chain[-1].op_type == "Relu" and (conv := _plain_conv(step, weights)) is not None:
                 chain.append(step)
-                convs.append(_plain_conv(step, weights))
+                convs.append(conv)
             else:
                 break
         if len(convs) >= 2:
@@ -148,10 +144,8 @@ def chunk_subsampling(model, chunk_frames: int = SETTINGS["chunk_frames"]) -> di
     # is a reshape, not a copy; the one transpose back is then cancelled by ORT against the
     # embedding's own transpose to time-major. The squeeze refuses a batch of more than one
     # utterance (the exported encoders take one) rather than join two utterances' frames.
-    body_nodes += [
-        helper.make_node("Transpose", [renamed[y]], [p + "chunk_time_major"], perm=[0, 2, 1, 3]),
-        helper.make_node("Squeeze", [p + "chunk_time_major", p + "axis0"], [p + "chunk_out"]),
-    ]
+    body_nodes += [node("Transpose", [renamed[y]], "chunk_time_major", perm=[0, 2, 1, 3]),
+                   node("Squeeze", [p + "chunk_time_major", p + "axis0"], "chunk_out")]
     body = helper.make_graph(
         body_nodes, "subsampling_chunk",
         [helper.make_tensor_value_info(p + "i", TensorProto.INT64, []),
@@ -159,15 +153,13 @@ def chunk_subsampling(model, chunk_frames: int = SETTINGS["chunk_frames"]) -> di
         [helper.make_tensor_value_info(p + "cond_out", TensorProto.BOOL, []),
          helper.make_tensor_value_info(p + "chunk_out", TensorProto.FLOAT, [None, None, None])])
     outer += [
-        helper.make_node("Loop", [p + "trips", ""], [p + "chunks"], body=body, name=p + "Loop"),
+        node("Loop", [p + "trips", ""], "chunks", body=body, name=p + "Loop"),
         # (chunks, frames a chunk, C, F) -> (1, chunks x frames a chunk, C, F), cut to length
-        helper.make_node("Shape", [p + "chunks"], [p + "channels_freq"], start=2, end=4),
-        helper.make_node("Concat", [const("one_join", [1, -1]), p + "channels_freq"],
-                         [p + "joined_shape"], axis=0),
-        helper.make_node("Reshape", [p + "chunks", p + "joined_shape"], [p + "joined"]),
-        helper.make_node("Slice", [p + "joined", const("zero", [0]), length, const("time_axis_out", [1])],
-                         [p + "cut"]),
-        helper.make_node("Transpose", [p + "cut"], [y], perm=[0, 2, 1, 3]),
+        node("Shape", [p + "chunks"], "channels_freq", start=2, end=4),
+        node("Concat", [const("one_join", [1, -1]), p + "channels_freq"], "joined_shape", axis=0),
+        node("Reshape", [p + "chunks", p + "joined_shape"], "joined"),
+        node("Slice", [p + "joined", const("zero", [0]), length, const("time_axis_out", [1])], "cut"),
+        helper.make_node("Transpose", [p + "cut"], [y], perm=[0, 2, 1, 3]),  # the chain's own output
     ]
     first = list(g.node).index(chain[0])
     kept = [n for n in g.node if n not in chain]

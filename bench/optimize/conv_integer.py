@@ -25,16 +25,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.optimize.graph_nodes import node_attributes
+
 __all__ = ["quantize_convs", "SETTINGS"]
 
 SETTINGS = {"op": "ConvInteger", "weights": "int8 per output channel (symmetric), stored uint8 + 128",
             "activations": "uint8 per tensor, dynamic", "min_in_channels": 16, "groups": 1}
-
-
-def _attributes(node) -> dict:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def _eligible(node, weights: dict, excluded: tuple[str, ...], min_in_channels: int):
@@ -44,7 +40,7 @@ def _eligible(node, weights: dict, excluded: tuple[str, ...], min_in_channels: i
     w = weights.get(node.input[1])
     if w is None or w.dtype != np.float32 or w.ndim < 3 or w.shape[1] < min_in_channels:
         return None
-    a = _attributes(node)
+    a = node_attributes(node)
     if a.get("group", 1) != 1 or any(d != 1 for d in a.get("dilations", [1])):
         return None
     if len(node.input) > 2 and node.input[2] and node.input[2] not in weights:
@@ -76,7 +72,7 @@ def quantize_convs(model, excluded: tuple[str, ...] = (),
             numpy_helper.from_array(np.array(128, np.uint8), p + "/w_zero"),
             numpy_helper.from_array(scale.reshape(channel_shape), p + "/w_scale"),
         ])
-        kept = {k: v for k, v in _attributes(node).items()
+        kept = {k: v for k, v in node_attributes(node).items()
                 if k in ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")}
         has_bias = len(node.input) > 2 and bool(node.input[2])
         scaled = p + "/scaled" if has_bias else node.output[0]

@@ -84,28 +84,20 @@ def quantize(src: Path, dst: Path, settings: dict | None = None,
 
 def _chunked_subsampling(path: Path, settings: dict) -> dict:
     """The graph's convolutional subsampling run in time chunks, in place; what was done."""
-    import onnx
-
     from bench.optimize.chunked_subsampling import chunk_subsampling
+    from bench.optimize.graph_nodes import rewrite_file
 
-    model = onnx.load(str(path))
-    done = chunk_subsampling(model, settings["chunk_frames"])
-    if done is None:
-        return {"skipped": "no float convolutional subsampling in this graph"}
-    onnx.save(model, str(path))
-    return done
+    done = rewrite_file(path, lambda model: chunk_subsampling(model, settings["chunk_frames"]))
+    return done or {"skipped": "no float convolutional subsampling in this graph"}
 
 
 def _dynamic_convs(path: Path, s: dict) -> dict:
     """The graph's float convolutions as per-channel dynamic int8, in place; what was done."""
-    import onnx
-
     from bench.optimize.conv_integer import quantize_convs
+    from bench.optimize.graph_nodes import rewrite_file
 
-    model = onnx.load(str(path))
-    done = quantize_convs(model, tuple(s["exclude_prefixes"]), s["dynamic_convs"]["min_in_channels"])
-    if done:
-        onnx.save(model, str(path))
+    done = rewrite_file(path, lambda model: quantize_convs(
+        model, tuple(s["exclude_prefixes"]), s["dynamic_convs"]["min_in_channels"]))
     return {**s["dynamic_convs"], "convolutions": len(done)}
 
 
