@@ -6,21 +6,24 @@ a killed job or two concurrent jobs never leave a half-written artifact behind.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.atomic import build_once
 from bench.families import family_of
 from bench.paths import cache_dir
 from bench.variants import DEFAULT_VARIANTS, VARIANTS, get_variant
-from bench.zoo.cards import Card
+
+if TYPE_CHECKING:  # the memory child reads artifacts without the card registry
+    from bench.zoo.cards import Card
 
 COMPLETE = "artifact.json"
 
 
 def artifact_key(card: Card) -> str:
+    import hashlib
     from importlib.metadata import version
 
     from bench.optimize.calibration import CALIBRATION

@@ -132,3 +132,25 @@ def test_the_measured_child_keeps_the_runs_pythonpath(monkeypatch, tmp_path):
     assert child_pythonpath().split(os.pathsep) == [str(REPO_ROOT), str(tmp_path)]
     monkeypatch.delenv("PYTHONPATH")
     assert child_pythonpath() == str(REPO_ROOT)
+
+
+def test_the_onnx_memory_child_holds_only_what_a_deployment_holds():
+    """The whole-process figure is what a deployment's container sees: the ONNX child must not
+    carry the harness's own libraries (torch, or OpenSSL through hashlib: 4 MB resident)."""
+    code = textwrap.dedent("""
+        import sys
+        from importlib import import_module
+        from bench.families import get_family
+        for family, task in (("speech2text", "asr"), ("speech2text", "st"), ("text2speech", "tts")):
+            for module in get_family(family).runtime_imports("onnx", task):
+                import_module(module)
+        import bench.artifacts, bench.measure.child, bench.measure.memory, bench.runtime.load
+        print(",".join(m for m in ("torch", "hashlib", "_hashlib", "espnet2") if m in sys.modules))
+    """)
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "", f"the ONNX memory child imports {out.stdout.strip()}"
+

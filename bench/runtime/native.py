@@ -15,11 +15,10 @@ BENCH_NATIVE=0 turns it off (numpy then runs; both are tested to agree).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -57,6 +56,14 @@ def _compiler_version(cc: str) -> str:
         return ""
 
 
+def _key(text: str) -> str:
+    """Two 32-bit checksums of the build's inputs: zlib, not hashlib, because this module is
+    loaded by every ONNX speech runtime, and hashlib brings OpenSSL (4 MB resident) into the
+    process whose memory the harness reports as a deployment's."""
+    data = text.encode()
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
+
+
 @lru_cache(maxsize=1)
 def _load() -> tuple[object | None, str]:
     """(the loaded library or None, a line saying which code runs and why)."""
@@ -66,13 +73,13 @@ def _load() -> tuple[object | None, str]:
     if not cc:
         return None, "numpy (no C compiler found: set CC, or install gcc, for the compiled loops)"
     version = _compiler_version(cc)
-    key = hashlib.sha256("\n".join(
-        [*(p.read_text() for p in SOURCES), " ".join(FLAGS), version, _cpu_flags()]).encode()
-    ).hexdigest()[:16]
+    key = _key("\n".join([*(p.read_text() for p in SOURCES), " ".join(FLAGS), version, _cpu_flags()]))
     lib = _cache_dir() / f"search-{key}.so"
     names = " and ".join(p.name for p in SOURCES)
     if not lib.exists():
         lib.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile
+
         # build beside the target and rename: concurrent workers never load a half-written file
         fd, tmp = tempfile.mkstemp(dir=lib.parent, suffix=".so")
         os.close(fd)
