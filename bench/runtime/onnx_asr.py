@@ -157,6 +157,7 @@ class DecoderGraphs:
                 cache = [np.zeros((ys.shape[0], kv["heads"], 0, kv["d_k"]), np.float32)] * len(names)
             logp, *new_cache = run(None, {"ys": ys.astype(np.int64), **cross, **dict(zip(names, cache))})
             return logp, new_cache
+        step.reads_memory = False  # the search then makes no (beams, T, D) copies of enc
         return step
 
 
