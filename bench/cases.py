@@ -23,8 +23,8 @@ from bench.results import make_case, set_error, set_skipped
 from bench.runtime.load import PROVIDERS, load_recognizer
 from bench.runtime.streaming import StreamLog
 from bench.tasks import get_task
-from bench.trackers import (decode_all, rounds_rule, track_load, track_memory, track_quality,
-                            offline_throughput, track_real_speech, track_roofline, track_server,
+from bench.trackers import (MEMORY_CHILDREN, decode_all, offline_throughput, rounds_rule, track_load,
+                            track_memory, track_quality, track_real_speech, track_roofline, track_server,
                             track_speed, track_streaming)
 from bench.variants import REFERENCE, device_reason, get_variant
 from bench.zoo.cards import Card
@@ -35,7 +35,7 @@ class BenchSession:
     """State shared by the cases of one run: data, artifacts and PyTorch references."""
 
     threads: int = 2
-    fast: bool = False  # fewer rounds: for tests of the harness, not for figures
+    fast: bool = False  # fewer rounds, one memory child: for tests of the harness, not for figures
     server_streams: int = 0  # > 0: also the server scenario with this many streams (--server)
     data_dir: str | None = None  # a Kaldi-style dir (--data) that replaces every card's data
     utterances: list[dict] = field(default_factory=list)
@@ -164,7 +164,8 @@ def _measure(session: BenchSession, card: Card, variant: str, device: str, case:
                         rounds_rule(card.timing, session.fast))
     speed.record(case)
 
-    memory = track_memory(artifact, card, variant, device, session.threads, [u.input for u in subset])
+    memory = track_memory(artifact, card, variant, device, session.threads, [u.input for u in subset],
+                          children=1 if session.fast else MEMORY_CHILDREN)
     memory.record(case)
     if runtime == "onnx" and memory.torch_imported:
         raise RuntimeError("the ONNX variant's memory child imported torch")

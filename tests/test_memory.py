@@ -154,3 +154,25 @@ def test_the_onnx_memory_child_holds_only_what_a_deployment_holds():
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "", f"the ONNX memory child imports {out.stdout.strip()}"
 
+
+def test_a_case_reads_memory_as_the_median_of_fresh_children(monkeypatch):
+    """One child is one draw from glibc's spread (one in six read 15% high on the paper card):
+    the case keeps each figure's median over its children and records every child's."""
+    from bench import trackers
+    from bench.measure.memory import MemoryResult
+
+    peaks = iter([(130.0, 176.0), (160.0, 206.0), (126.0, 172.0)])  # above idle, whole process
+
+    def child(*args, **kwargs):
+        above, whole = next(peaks)
+        return MemoryResult(peak_rss_mb=above, hwm_mb=above, idle_mb=46.0, process_peak_mb=whole,
+                            payload={"torch_imported": False}, returncode=0, stderr_tail="")
+
+    monkeypatch.setattr(trackers, "measure_child_memory", child)
+    memory = trackers.track_memory(Path("art"), None, "onnx-int8", "cpu", 2, [], children=3)
+    case = {"metrics": {}, "settings": {}}
+    memory.record(case)
+    assert case["metrics"] == {"peak_rss_mb": 130.0, "process_peak_mb": 176.0}
+    assert case["settings"]["memory"]["runs"] == {"process_peak_mb": [176.0, 206.0, 172.0],
+                                                  "peak_rss_mb": [130.0, 160.0, 126.0]}
+    assert case["settings"]["memory"]["children"] == 3

@@ -99,14 +99,15 @@ def speedup_table(docs: list[Mapping]) -> str:
 
 
 def _below(x, ref) -> str:
-    return "-" if x is None or not ref else f"{100 * (1 - x / ref):.0f}%"
+    # one decimal: a target such as "85% below" must not be met by rounding
+    return "-" if x is None or not ref else f"{100 * (1 - x / ref):.1f}%"
 
 
 def memory_table(docs: list[Mapping]) -> str:
     """Each case's two memory figures and how far each lies below its card's PyTorch case in
     the same run: the whole process from its start, and the model and work above idle."""
-    out = ["| card | variant | process peak MB | below PyTorch | above idle MB | below PyTorch |",
-           "|---|---|---|---|---|---|"]
+    out = ["| card | variant | process peak MB | below PyTorch | above idle MB | below PyTorch "
+           "| children's process peaks MB |", "|---|---|---|---|---|---|---|"]
     for doc in docs:
         torch = {(c["card"], c["device"]): c["metrics"] for c in doc["cases"]
                  if c["variant"] == "pytorch" and c["status"] == "ok"}
@@ -115,11 +116,14 @@ def memory_table(docs: list[Mapping]) -> str:
                 continue
             m, ref = c["metrics"], torch.get((c["card"], c["device"]), {})
             whole, work = m.get("process_peak_mb"), m.get("peak_rss_mb")
+            children = ((c.get("settings") or {}).get("memory") or {}).get("runs", {}).get("process_peak_mb")
             out.append(f"| {c['card']} | {variant_label(c)} | {num(whole, '{:.0f}')} | "
                        f"{_below(whole, ref.get('process_peak_mb'))} | {num(work, '{:.0f}')} | "
-                       f"{_below(work, ref.get('peak_rss_mb'))} |")
+                       f"{_below(work, ref.get('peak_rss_mb'))} | "
+                       f"{', '.join(f'{p:.0f}' for p in children) if children else '-'} |")
     runs = ", ".join(f"{d['run']['id']} (commit {str(d['run'].get('git_commit'))[:10]})" for d in docs)
-    out += ["", f"Peak RSS of each variant in a process of its own; runs {runs}."]
+    out += ["", f"Peak RSS of each variant in fresh processes of its own, the median of the children "
+                f"(bench/trackers.py MEMORY_CHILDREN); runs {runs}."]
     return "\n".join(out)
 
 
