@@ -469,7 +469,7 @@ class _Expander:
 def beam_memory(enc: np.ndarray):
     """memory(n): the encoder output broadcast to n beams, remade when the beam count changes.
     Only the latest is kept: each is n copies of the utterance (3.9 MB at 10 beams on 15 s of
-    the paper card), and keeping one per count held up to 21 MB for a copy that costs 1 ms."""
+    the paper card), a copy that costs about a millisecond to remake."""
     last: dict[int, np.ndarray] = {}
 
     def memory(n: int) -> np.ndarray:
