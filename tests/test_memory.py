@@ -155,6 +155,25 @@ def test_the_onnx_memory_child_holds_only_what_a_deployment_holds():
     assert out.stdout.strip() == "", f"the ONNX memory child imports {out.stdout.strip()}"
 
 
+def test_the_pytorch_memory_child_does_not_hold_onnxruntime():
+    """And the other way: PyTorch's whole-process figure must not carry onnxruntime (12 MB)
+    through the harness's PyTorch runtimes. torch and ESPnet themselves are left out here
+    (slow to import); they import no onnxruntime either."""
+    code = textwrap.dedent("""
+        import sys
+        import bench.artifacts, bench.families.speech2text, bench.families.text2speech
+        import bench.measure.child, bench.measure.memory, bench.runtime.load
+        import bench.runtime.torch_asr, bench.runtime.torch_streaming, bench.runtime.torch_tts
+        print(",".join(m for m in ("onnxruntime", "onnx") if m in sys.modules))
+    """)
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "", f"the PyTorch memory child imports {out.stdout.strip()}"
+
+
 def test_a_case_reads_memory_as_the_median_of_fresh_children(monkeypatch):
     """One child is one draw from glibc's spread (one in six read 15% high on the paper card):
     the case keeps each figure's median over its children and records every child's."""

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from bench.runtime.onnx_asr import Recognition
+from bench.runtime.recognition import Recognition
 
 SEARCH_S = 2.0  # a cut may move this far (in total) from its even split point
 FRAME_S = 0.01

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +18,12 @@ import onnxruntime as ort
 
 from bench.runtime.beam_search import BeamSearchConfig, beam_search
 from bench.runtime.finite import require_finite
+from bench.runtime.recognition import Recognition
 from bench.runtime.tokens import TokenConverter
 
 
 class ModelFileError(RuntimeError):
     """An ONNX file that is missing or cannot be loaded; the message names it."""
-
-
-@dataclass
-class Recognition:
-    tokens: list[int]
-    text: str
 
 
 # ORT's intra-op workers spin after each run by default, waiting for the next one. Between the

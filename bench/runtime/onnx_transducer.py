@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.runtime.finite import require_finite
-from bench.runtime.onnx_asr import Recognition, load_session
+from bench.runtime.onnx_asr import load_session
+from bench.runtime.recognition import Recognition
 from bench.runtime.tokens import TokenConverter
 from bench.runtime.transducer_search import transducer_search
 

@@ -12,7 +12,6 @@ import numpy as np
 import yaml
 
 from bench.runtime.finite import require_finite
-from bench.runtime.onnx_asr import load_session
 
 SPECIAL = ("<blank>", "<unk>", "<sos/eos>")
 MEL_KINDS = ("fastspeech2", "joint_text2wav")  # acoustic.onnx + vocoder.onnx (bench.export.tts)
@@ -193,6 +192,8 @@ def vits_durations(n_tokens: int, decode: dict) -> np.ndarray:
 class OnnxText2Speech:
     def __init__(self, graphs_dir: Path, exp_dir: Path, export_meta: dict, decode: dict,
                  threads: int = 1, providers: list[str] | None = None):
+        from bench.runtime.onnx_asr import load_session  # not at import: torch_tts shares this module
+
         providers = providers or ["CPUExecutionProvider"]
         self.meta, self.decode = export_meta, decode
         self.kind = export_meta["kind"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.runtime.finite import require_finite
-from bench.runtime.onnx_asr import Recognition
+from bench.runtime.recognition import Recognition
 
 
 class TorchSpeech2Text:

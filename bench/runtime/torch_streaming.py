@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.runtime.onnx_asr import Recognition
+from bench.runtime.recognition import Recognition
 from bench.runtime.streaming import DEFAULT_CHUNK, SAMPLE_RATE, StreamLog, stream_chunks, streaming_options
 
 
