@@ -182,3 +182,12 @@ def test_a_study_gets_its_section_only_when_its_variants_ran(tmp_path):
     section = section[:section.index("</div>")]
     assert section.count('src="data:image/svg+xml;base64,') == 2
     assert "python -m bench table --study int8" in section
+
+
+def test_what_the_gate_did_not_judge_is_in_the_report(tmp_path):
+    """A pass on a host the baselines never saw judged fewer figures; its notes say which."""
+    doc = run_doc(CLASS_A, 21)
+    note = "rtf not gated: no baseline run of this host (its RTF on other hosts: 0.0119)"
+    doc["cases"][1]["gate"] = {"verdict": "pass", "reasons": [], "notes": [note]}
+    out = render_report_files([write_run(tmp_path / "a", doc)], tmp_path / "r.html", tmp_path / "nobase")[0]
+    assert "rtf not gated: no baseline run of this host" in out.read_text(encoding="utf-8")

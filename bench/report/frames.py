@@ -72,6 +72,7 @@ def _row(r: ReportRun, c: dict) -> dict:
         "data": _data_label(c),
         "device": c["device"], "status": c["status"], "error": c.get("error"),
         "verdict": gate.get("verdict"), "reasons": list(gate.get("reasons") or []),
+        "notes": list(gate.get("notes") or []),  # what the gate did not judge, and why
         "speedup_lo": _num(ci[0]), "speedup_hi": _num(ci[1]),
         "gemm_peaks": peaks_text(c),
         "p50_ms": _num(lat.get("p50")), "p90_ms": _num(lat.get("p90")), "p99_ms": _num(lat.get("p99")),

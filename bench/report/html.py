@@ -136,7 +136,8 @@ def _case_table(cur: pd.DataFrame, task: str, table_id: str) -> str:
         sp = _num(r["speedup"], 2)
         if not _missing(r["speedup_lo"]):
             sp += f" [{_num(r['speedup_lo'], 2)}, {_num(r['speedup_hi'], 2)}]"
-        reasons = list(r["reasons"])
+        # a pass on another host judged fewer figures: the notes say which, beside any failure
+        reasons = list(r["reasons"]) + list(r["notes"])
         if isinstance(r["error"], str) and r["error"]:
             reasons.insert(0, f"{r['status']}: {r['error']}")
         verdict = r["verdict"] or "–"
