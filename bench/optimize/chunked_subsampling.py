@@ -27,7 +27,7 @@ from bench.optimize.graph_nodes import node_attributes
 __all__ = ["chunk_subsampling", "SETTINGS"]
 
 # At most 32 output frames a chunk (1.28 s of speech at a 40 ms frame rate): the first
-# convolution's output per chunk is at most 2.5 MB at 256 channels and 80 mels, the second's
+# convolution's output per chunk is at most 2.6 MB at 256 channels and 80 mels, the second's
 # unfolded input (ORT's im2col) 5.6 MB, and a 15 s utterance takes 12 iterations of 32 frames.
 # 64 frames held about 4 MB more at the encoder's peak, at the same speed (docs/figures.md).
 # Only the whole-utterance encoder: a streaming card's embedding graph sees one block at a time.
