@@ -172,6 +172,11 @@ def run_case(sides: dict, card: str, variant: str, opts, logs: Path, references:
                     ref = references[n, card]
                     quality[n]["metrics"].update(family.outputs_agreement(
                         dict(ref["quality"]), dict(quality[n]), {"base": ref["waves"], "head": waves[n]}))
+                case["real_speech"] = real_agreement(
+                    {n: references[n, card].get("real") for n in workers},
+                    {n: w.call("real_speech") for n, w in workers.items()})
+                for n, ter in case["real_speech"]["ter"].items():
+                    quality[n]["metrics"]["real_agreement_ter"] = ter
             case["between"] = family.outputs_agreement(quality["base"], quality["head"], waves)
             case["time"] = timed()
             memory = {n: w.call("memory") for n, w in workers.items()}
@@ -211,7 +216,26 @@ def _reference_outputs(w: Worker, side, card: str, artifact: str, opts, folder: 
     waves = folder / f"{Path(card).stem}.{side.name}.npz"
     w.call("load", card=card, variant=REFERENCE, device=opts.device, threads=opts.threads,
            artifact=artifact, data=opts.data, model=side.model)
-    return {"quality": w.call("quality", waves_path=str(waves)), "waves": str(waves)}
+    return {"quality": w.call("quality", waves_path=str(waves)), "waves": str(waves),
+            "real": w.call("real_speech")}
+
+
+def real_agreement(refs: dict, outs: dict) -> dict:
+    """Each side's agreement with its own PyTorch on the card's real clips, as the main job's
+    gated ``real_agreement_ter``: {"ter": {side: TER}, "note": ...}. Judged only when both sides
+    decoded the same clips (their content hashes agree); else no figure, and the note says why.
+    A change can leave the synthetic test set alone and flip ten times the tokens on real speech."""
+    from bench.metrics.text import agreement_ter
+
+    why = [f"{n}: {r.get('why')}" for n, r in {**{f"{k} PyTorch": v for k, v in refs.items()},
+                                                **outs}.items() if not r or r.get("tokens") is None]
+    if why:
+        return {"ter": {}, "note": "real_agreement_ter not measured: " + "; ".join(why)}
+    identities = {r["identity"] for r in [*refs.values(), *outs.values()]}
+    if len(identities) > 1:
+        return {"ter": {}, "note": "real_agreement_ter not judged: the two sides read other clips"}
+    return {"ter": {n: agreement_ter(refs[n]["tokens"], outs[n]["tokens"]) for n in outs},
+            "note": f"real clips: {outs['head'].get('dir')}, {len(outs['head']['tokens'])} clips"}
 
 
 def _pair(values: dict) -> dict:

@@ -36,9 +36,10 @@ MAX_REL_WIDTH = 0.50                # wider than this when timing stops: speed i
 
 # The gate's tolerance for speed applies to head/base time: both say "slower by more than x".
 TIME_TOLERANCE = "speedup"
-# Scored on each side, compared base -> head: against the references, and (the last two)
-# against the side's own PyTorch outputs, as the main job scores agreement.
-QUALITY = ("wer", "cer", "bleu", "intent_acc", "agreement_ter", "tts_distance")
+# Scored on each side, compared base -> head: against the references, and (the last three)
+# against the side's own PyTorch outputs, as the main job scores agreement (real_agreement_ter
+# on the card's real clips, only when both sides read the same ones: bench/compare.py).
+QUALITY = ("wer", "cer", "bleu", "intent_acc", "agreement_ter", "real_agreement_ter", "tts_distance")
 SIZES = ("model_mb", "peak_rss_mb")  # each side's own figure, compared base -> head
 
 

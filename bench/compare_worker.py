@@ -7,7 +7,7 @@ runtime loader, task scorers), so it can drive old revisions as well as new ones
 
 Protocol: one JSON request a line on stdin ({"op": ...}), one JSON reply a line on stdout
 ({"ok": true, ...} or {"ok": false, "error": ..., "traceback": ...}). Ops: export, load,
-quality, round, memory, quit. File descriptor 1 is re-pointed at stderr before any bench
+quality, real_speech, round, memory, quit. File descriptor 1 is re-pointed at stderr before any bench
 module is imported, so no library (ESPnet's logging, ORT's C++ warnings) can write into the
 protocol.
 """
@@ -132,6 +132,28 @@ class Worker:
             reply["tokens"] = [[int(t) for t in o.tokens] for o in outs]
             reply["texts"] = [o.text for o in outs]
         return reply
+
+    def op_real_speech(self) -> dict:
+        """The card's real clips (``data.real_speech``) decoded by this side, as the main job
+        scores ``real_agreement_ter``: token ids per clip and the clips' content hash; or
+        ``tokens`` None and why (a random-weight or TTS card, no clips here, an older revision)."""
+        if self.task.family != "speech2text" or self.card.random_weights:
+            return {"tokens": None, "why": "no real-speech agreement for this card"}
+        try:
+            from bench.data.sets import load_real_clips
+            from bench.identity import data_identity
+        except ImportError:
+            return {"tokens": None, "why": "this revision does not decode real clips"}
+        clips, where = load_real_clips(self.card)
+        if not clips:
+            return {"tokens": None, "why": where}
+        tokens = []
+        for c in clips:
+            try:
+                tokens.append([int(t) for t in self.rec(c.input).tokens])
+            except Exception as e:  # the error says what; add which clip
+                raise RuntimeError(f"real clip {c.id} ({c.source}): {type(e).__name__}: {e}") from e
+        return {"tokens": tokens, "identity": data_identity(clips), "dir": where}
 
     def op_round(self) -> dict:
         """One timed pass over the card's length-stratified timing subset."""

@@ -68,6 +68,27 @@ def test_quality_sizes_and_agreement_use_the_gate_tolerances():
     assert verdict(timed(1.05, 1.03, 1.07), strict)[0] == "fail"
 
 
+def test_real_speech_agreement_is_judged_only_on_the_same_clips():
+    """The change the nightly gate caught on st-conformer-tiny (real-clip TER 0.0 -> 9.7, test
+    set unmoved) must fail a pull request's comparison too, and only on the clips both read."""
+    from bench.compare import real_agreement
+
+    ref = {"tokens": [[1, 2, 3, 4], [5, 6, 7, 8, 9]], "identity": "clips-a"}
+    same = {"tokens": [[1, 2, 3, 4], [5, 6, 7, 8, 9]], "identity": "clips-a", "dir": "real"}
+    flipped = {"tokens": [[1, 2, 3, 0], [5, 0, 7, 8, 9]], "identity": "clips-a", "dir": "real"}
+    r = real_agreement({"base": ref, "head": ref}, {"base": same, "head": flipped})
+    assert r["ter"] == {"base": 0.0, "head": pytest.approx(100 * 2 / 9)}
+    case = {**timed(1.0, 0.98, 1.02), "quality": {n: {"real_agreement_ter": t} for n, t in r["ter"].items()}}
+    v, reasons = verdict(case)
+    assert v == "fail" and reasons[0].startswith("real_agreement_ter 0.0000 -> 22.22 > 0.0000 + 6.00")
+    other = {**flipped, "identity": "clips-b"}
+    assert real_agreement({"base": ref, "head": ref}, {"base": same, "head": other}) == \
+        {"ter": {}, "note": "real_agreement_ter not judged: the two sides read other clips"}
+    none = {"tokens": None, "why": "this revision does not decode real clips"}
+    r = real_agreement({"base": ref, "head": ref}, {"base": none, "head": same})
+    assert r["ter"] == {} and "base: this revision does not decode real clips" in r["note"]
+
+
 def test_the_decision_and_the_page_show_every_case_that_blocks_the_candidate():
     from bench.compare_verdict import decision
     from bench.report.compare_page import format_table, render_compare_html
