@@ -223,14 +223,16 @@ def _reference_outputs(w: Worker, side, card: str, artifact: str, opts, folder: 
 def real_agreement(refs: dict, outs: dict) -> dict:
     """Each side's agreement with its own PyTorch on the card's real clips, as the main job's
     gated ``real_agreement_ter``: {"ter": {side: TER}, "note": ...}. Judged only when both sides
-    decoded the same clips (their content hashes agree); else no figure, and the note says why.
-    A change can leave the synthetic test set alone and flip ten times the tokens on real speech."""
+    decoded the same clips (their content hashes agree); else no figure, and the note says why
+    (None for a card without the figure). A change can leave the synthetic test set alone and
+    flip many more tokens on real speech."""
     from bench.metrics.text import agreement_ter
 
-    why = [f"{n}: {r.get('why')}" for n, r in {**{f"{k} PyTorch": v for k, v in refs.items()},
-                                                **outs}.items() if not r or r.get("tokens") is None]
-    if why:
-        return {"ter": {}, "note": "real_agreement_ter not measured: " + "; ".join(why)}
+    sides = {**{f"{n} PyTorch": r or {} for n, r in refs.items()}, **outs}
+    missing = {n: r.get("why") for n, r in sides.items() if r.get("tokens") is None}
+    if missing:
+        why = [f"{n}: {w}" for n, w in missing.items() if w]
+        return {"ter": {}, "note": "real_agreement_ter not measured: " + "; ".join(why) if why else None}
     identities = {r["identity"] for r in [*refs.values(), *outs.values()]}
     if len(identities) > 1:
         return {"ter": {}, "note": "real_agreement_ter not judged: the two sides read other clips"}

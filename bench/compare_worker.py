@@ -107,12 +107,7 @@ class Worker:
         """Decode the whole set once: the task's metrics, and what the other side is compared on
         (token ids for speech-to-text; for text-to-speech the waves, saved to waves_path)."""
         t = time.perf_counter()
-        outs = []
-        for u in self.utts:
-            try:
-                outs.append(self.rec(u.input))
-            except Exception as e:  # the error says what; add which input
-                raise RuntimeError(f"item {u.id} ({u.source}): {type(e).__name__}: {e}") from e
+        outs = self._decode(self.utts, "item")
         seconds = time.perf_counter() - t
         refs = [u.text for u in self.utts]
         if self.card.random_weights:  # a random model's WER or BLEU is a number without meaning
@@ -136,9 +131,10 @@ class Worker:
     def op_real_speech(self) -> dict:
         """The card's real clips (``data.real_speech``) decoded by this side, as the main job
         scores ``real_agreement_ter``: token ids per clip and the clips' content hash; or
-        ``tokens`` None and why (a random-weight or TTS card, no clips here, an older revision)."""
+        ``tokens`` None and why (no clips here, an older revision; no why for a random-weight or
+        TTS card, which has no such figure)."""
         if self.task.family != "speech2text" or self.card.random_weights:
-            return {"tokens": None, "why": "no real-speech agreement for this card"}
+            return {"tokens": None, "why": None}  # none to speak of: nothing to say either
         try:
             from bench.data.sets import load_real_clips
             from bench.identity import data_identity
@@ -147,13 +143,17 @@ class Worker:
         clips, where = load_real_clips(self.card)
         if not clips:
             return {"tokens": None, "why": where}
-        tokens = []
-        for c in clips:
-            try:
-                tokens.append([int(t) for t in self.rec(c.input).tokens])
-            except Exception as e:  # the error says what; add which clip
-                raise RuntimeError(f"real clip {c.id} ({c.source}): {type(e).__name__}: {e}") from e
+        tokens = [[int(t) for t in o.tokens] for o in self._decode(clips, "real clip")]
         return {"tokens": tokens, "identity": data_identity(clips), "dir": where}
+
+    def _decode(self, items: list, what: str) -> list:
+        outs = []
+        for u in items:
+            try:
+                outs.append(self.rec(u.input))
+            except Exception as e:  # the error says what; add which input
+                raise RuntimeError(f"{what} {u.id} ({u.source}): {type(e).__name__}: {e}") from e
+        return outs
 
     def op_round(self) -> dict:
         """One timed pass over the card's length-stratified timing subset."""

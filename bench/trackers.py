@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -350,19 +351,17 @@ def track_memory(artifact: Path, card, variant: str, device: str, threads: int, 
                  children: int = MEMORY_CHILDREN) -> Memory:
     runs = [measure_child_memory(artifact, card, variant, device, threads, inputs)
             for _ in range(children)]
-    gpu = [r.peak_gpu_mb for r in runs if r.peak_gpu_mb is not None]
-    middle = sorted(runs, key=lambda r: r.process_peak_mb)[len(runs) // 2]
-    return Memory(_median([r.peak_rss_mb for r in runs]), _median([r.hwm_mb for r in runs]),
-                  _median([r.idle_mb for r in runs]), _median([r.process_peak_mb for r in runs]),
-                  middle.payload.get("torch_imported"), device,
-                  _median(gpu) if gpu else None, middle.gpu_note, middle.payload.get("torch_cuda"),
+
+    def median(field: str) -> float | None:  # over the children that have the figure
+        values = [getattr(r, field) for r in runs if getattr(r, field) is not None]
+        return statistics.median(values) if values else None
+
+    middle = sorted(runs, key=lambda r: r.process_peak_mb)[len(runs) // 2]  # GPU note, torch's counters
+    return Memory(median("peak_rss_mb"), median("hwm_mb"), median("idle_mb"), median("process_peak_mb"),
+                  any(r.payload.get("torch_imported") for r in runs), device,
+                  median("peak_gpu_mb"), middle.gpu_note, middle.payload.get("torch_cuda"),
                   runs={"process_peak_mb": [round(r.process_peak_mb, 1) for r in runs],
                         "peak_rss_mb": [round(r.peak_rss_mb, 1) for r in runs]})
-
-
-def _median(values: list) -> float | None:
-    values = sorted(v for v in values if v is not None)
-    return float(np.median(values)) if values else None
 
 
 def measure_child_memory(artifact, card, variant, device, threads, inputs):

@@ -138,21 +138,15 @@ def test_the_onnx_memory_child_holds_only_what_a_deployment_holds():
     """The whole-process figure is what a deployment's container sees: the ONNX child must not
     carry the harness's own libraries (torch, or OpenSSL through hashlib: 4 MB resident)."""
     code = textwrap.dedent("""
-        import sys
         from importlib import import_module
         from bench.families import get_family
         for family, task in (("speech2text", "asr"), ("speech2text", "st"), ("text2speech", "tts")):
             for module in get_family(family).runtime_imports("onnx", task):
                 import_module(module)
         import bench.artifacts, bench.measure.child, bench.measure.memory, bench.runtime.load
-        print(",".join(m for m in ("torch", "hashlib", "_hashlib", "espnet2", "onnx") if m in sys.modules))
     """)
-    import subprocess
-
-    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "", f"the ONNX memory child imports {out.stdout.strip()}"
+    held = _held_after(code, ("torch", "hashlib", "_hashlib", "espnet2", "onnx"))
+    assert held == "", f"the ONNX memory child imports {held}"
 
 
 def test_the_pytorch_memory_child_does_not_hold_onnxruntime():
@@ -160,18 +154,23 @@ def test_the_pytorch_memory_child_does_not_hold_onnxruntime():
     through the harness's PyTorch runtimes. torch and ESPnet themselves are left out here
     (slow to import); they import no onnxruntime either."""
     code = textwrap.dedent("""
-        import sys
         import bench.artifacts, bench.families.speech2text, bench.families.text2speech
         import bench.measure.child, bench.measure.memory, bench.runtime.load
         import bench.runtime.torch_asr, bench.runtime.torch_streaming, bench.runtime.torch_tts
-        print(",".join(m for m in ("onnxruntime", "onnx") if m in sys.modules))
     """)
+    held = _held_after(code, ("onnxruntime", "onnx"))
+    assert held == "", f"the PyTorch memory child imports {held}"
+
+
+def _held_after(code: str, modules: tuple[str, ...]) -> str:
+    """Which of ``modules`` a fresh interpreter holds after running ``code``, comma-separated."""
     import subprocess
 
-    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
+    probe = code + f"\nimport sys\nprint(','.join(m for m in {modules!r} if m in sys.modules))\n"
+    out = subprocess.run([sys.executable, "-c", probe], env=_env(), capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "", f"the PyTorch memory child imports {out.stdout.strip()}"
+    return out.stdout.strip()
 
 
 def test_a_case_reads_memory_as_the_median_of_fresh_children(monkeypatch):

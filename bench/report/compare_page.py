@@ -41,9 +41,9 @@ def table_rows(cases: list[dict]) -> list[tuple[str, ...]]:
             d = (c.get(key) or {}).get("delta")
             return "-" if d is None else f"{d:+.2f} (of {fmt(c[key]['base'])})"
         reasons = list(c.get("reasons") or [])
-        note = (c.get("real_speech") or {}).get("note", "")
-        if note.startswith("real_agreement_ter not") and "no real-speech agreement for this card" not in note:
-            reasons.append(note)  # a trained card whose real clips were not compared: say why
+        real = c.get("real_speech") or {}
+        if real.get("note") and not real.get("ter"):
+            reasons.append(real["note"])  # a trained card whose real clips were not compared: why
         rows.append((c["card"], c["variant"],
                      time_cell(t) if t else "-",
                      quality, between or "-", delta("model_mb"), delta("peak_rss_mb"), c["verdict"],
