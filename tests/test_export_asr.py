@@ -152,6 +152,70 @@ def test_encoder_attention_has_no_padding_mask(artifacts):
     assert not [n.name for n in attention if n.op_type == "Where"]
 
 
+@pytest.mark.parametrize("frames", [1, 2, 3, 50])
+def test_unpadded_rel_shift_is_espnets(frames, tmp_path):
+    """The relative-position shift without its zero pad (bench.export.rewrites.unpadded_rel_shift)
+    gives ESPnet's values exactly, eager and exported, one frame included; and the exported
+    shapes stay readable to the offline optimizer's symbolic shape inference (when it could not
+    read them, it fused none of the encoder's layer norms)."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    from bench.espnet_layout import nets
+    from bench.export.rewrites import unpadded_rel_shift
+
+    attention = nets("pytorch_backend.transformer.attention").RelPositionMultiHeadedAttention
+    layer = attention(4, 64, 0.0).eval()
+
+    class Scores(torch.nn.Module):  # (1, 4, T, 2T-1) scores, their length from the input's
+        def forward(self, q):
+            heads = q.view(1, -1, 4, 16).transpose(1, 2)
+            pos = torch.cat([q, q[:, 1:]], 1).view(1, -1, 4, 16).transpose(1, 2)
+            return layer.rel_shift(torch.matmul(heads, pos.transpose(-2, -1)))
+
+    path = tmp_path / "shift.onnx"
+    with unpadded_rel_shift(), torch.no_grad():
+        torch.onnx.export(Scores(), (torch.randn(1, 5, 64),), str(path), dynamo=False,
+                          opset_version=17, input_names=["q"], output_names=["s"],
+                          dynamic_axes={"q": {1: "frames"}})
+    SymbolicShapeInference.infer_shapes(onnx.load(str(path)), auto_merge=True)  # raises if lost
+    assert "ConstantOfShape" not in {n.op_type for n in onnx.load(str(path)).graph.node}  # no zero pad
+
+    q = torch.randn(1, frames, 64, generator=torch.Generator().manual_seed(frames))
+    with torch.no_grad():
+        want = Scores()(q)
+        with unpadded_rel_shift():
+            eager = Scores()(q)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"q": q.numpy()})[0]
+    assert want.shape == (1, 4, frames, frames)
+    assert torch.equal(eager, want)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-6, atol=1e-5)  # ORT's products, not torch's
+
+
+def test_encoder_gives_ctc_logits_and_the_runtime_normalises_them(artifacts, waves):
+    """The encoder graph ends at the CTC's linear layer ("ctc_logits"), with no LogSoftmax: a
+    second (T, V) tensor at the encoder's memory peak. The runtime's in-place log-softmax gives
+    ESPnet's CTC log-probabilities."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from bench.runtime.beam_search import log_softmax_inplace
+
+    path = artifacts["asr-conformer-smoke"] / "onnx" / "encoder.onnx"
+    model = onnx.load(str(path))
+    assert [o.name for o in model.graph.output] == ["enc", "ctc_logits"]
+    assert "LogSoftmax" not in {n.op_type for n in model.graph.node}
+    enc, logits = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"speech": waves[1][None].astype(np.float32)})
+    want = torch.log_softmax(torch.from_numpy(logits[0]), dim=-1).numpy()
+    got = log_softmax_inplace(logits[0])
+    assert got is not None and np.shares_memory(got, logits)
+    np.testing.assert_allclose(got, want, atol=2e-6)
+
+
 @pytest.mark.slow
 def test_encoder_has_no_frames_by_frames_tensor(artifacts):
     """ESPnet's traceable padding mask builds a (frames+1)^2 triangle at feature-frame rate:

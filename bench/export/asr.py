@@ -1,9 +1,11 @@
 """Export an ESPnet ASR or ST model to two ONNX graphs (our own exporter, TorchScript-based).
 
-encoder.onnx : speech (1, samples) float32 -> enc (1, T, D), ctc_logp (1, T, V)
+encoder.onnx : speech (1, samples) float32 -> enc (1, T, D), ctc_logits (1, T, V)
                frontend (STFT, log-mel, global MVN), encoder and CTC in one graph,
                dynamic length, no cap. A model with no CTC over its output vocabulary
-               (an ST model without st_ctc) gives enc only.
+               (an ST model without st_ctc) gives enc only. The CTC's scores leave the
+               graph before their log-softmax, which the runtime takes in place: in the
+               graph it would hold a second (T, V) tensor at the encoder's memory peak.
 decoder.onnx : one decoder step with its self-attention cache, as ESPnet's forward_one_step
                ys (B, L) int64, cache (n_layers, B, L-1, D), memory (B, T, D)
                -> logp (B, V), new_cache (n_layers, B, L, D)
@@ -28,13 +30,16 @@ from pathlib import Path
 import torch
 
 from bench.export.kv_decoder import UnsupportedDecoder, export_kv_decoder
-from bench.export.rewrites import linear_pad_masks, rewrite_for_export, unpadded_attention
+from bench.export.rewrites import (linear_pad_masks, rewrite_for_export, unpadded_attention,
+                                   unpadded_rel_shift)
 from bench.export.transducer import TRANSDUCER_GRAPHS, export_transducer_steps
 
-EXPORTER_VERSION = "asr-7"  # 3: padding masks linear in the length; 4: key/value-cached decoder;
+EXPORTER_VERSION = "asr-8"  # 3: padding masks linear in the length; 4: key/value-cached decoder;
 # 5: encoder checked against the ESPnet model at export (export.json: encoder_check); 6: narrow
 # layer norms written out (rewrites.TwoPassLayerNorm), streaming models (export/streaming.py);
-# 7: the encoder's attention without its all-ones padding mask (rewrites.unpadded_attention)
+# 7: the encoder's attention without its all-ones padding mask (rewrites.unpadded_attention);
+# 8: CTC logits, not log-probabilities (the runtime normalises them in place), and relative-
+# position scores shifted without a zero pad (rewrites.unpadded_rel_shift)
 OPSET = 17
 
 
@@ -103,7 +108,7 @@ class EncoderGraph(torch.nn.Module):
         enc, _, _ = self.encoder(feats, lens)
         if self.ctc is None:
             return enc
-        return enc, self.ctc.log_softmax(enc)
+        return enc, self.ctc.ctc_lo(enc)  # ESPnet's CTC.log_softmax before its log-softmax
 
     def encoded(self, speech: torch.Tensor) -> torch.Tensor:
         """Only the encoder output, whichever outputs the graph has."""
@@ -168,8 +173,8 @@ def export_asr(model, out_dir: Path, opset: int = OPSET) -> dict:
         warnings.simplefilter("ignore")  # tracer warnings about Python asserts on shapes
         has_ctc = enc_graph.ctc is not None
         enc = enc_graph.encoded(speech)
-        outputs = ["enc", "ctc_logp"] if has_ctc else ["enc"]
-        with unpadded_attention():
+        outputs = ["enc", "ctc_logits"] if has_ctc else ["enc"]
+        with unpadded_attention(), unpadded_rel_shift():
             torch.onnx.export(
                 enc_graph, (speech,), str(out_dir / "encoder.onnx"), dynamo=False,
                 opset_version=opset, input_names=["speech"], output_names=outputs,

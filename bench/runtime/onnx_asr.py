@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bench.runtime.beam_search import BeamSearchConfig, beam_search
+from bench.runtime.beam_search import (BeamSearchConfig, beam_search, log_softmax_inplace,
+                                       token_major)
 from bench.runtime.finite import require_finite
 from bench.runtime.recognition import Recognition
 from bench.runtime.tokens import TokenConverter
@@ -161,6 +162,7 @@ class OnnxSpeech2Text:
         providers = providers or ["CPUExecutionProvider"]
         self.encoder_path = Path(graphs_dir) / "encoder.onnx"
         self.encoder = load_session(self.encoder_path, threads, providers)
+        self.encoder_outputs = [o.name for o in self.encoder.get_outputs()]
         self.decoding = DecoderGraphs(graphs_dir, export_meta, threads, providers) \
             if export_meta.get("has_decoder", True) else None
         self.meta = export_meta
@@ -187,14 +189,17 @@ class OnnxSpeech2Text:
         if wave.shape[0] < self.min_samples:
             raise ValueError(f"audio of {wave.shape[0]} samples is too short for the encoder's "
                              f"subsampling (needs at least {self.min_samples})")
-        outs = self.encoder.run(None, {"speech": wave[None].astype(np.float32)})
-        enc = outs[0]
+        outs = dict(zip(self.encoder_outputs, self.encoder.run(None, {"speech": wave[None].astype(np.float32)})))
+        enc = outs["enc"]
         require_finite(enc, "encoder output", self.encoder_path)
-        # without CTC the search never reads these scores; it takes only the vocabulary size
-        ctc_logp = outs[1] if len(outs) > 1 else \
-            np.zeros((1, enc.shape[1], self.meta["vocab_size"]), dtype=np.float32)
+        if "ctc_logits" in outs:
+            ctc_logp = token_major(log_softmax_inplace(outs.pop("ctc_logits")[0]))
+        elif "ctc_logp" in outs:  # an encoder of exporter asr-7 or before: already normalised
+            ctc_logp = token_major(outs.pop("ctc_logp")[0])
+        else:  # without CTC the search never reads these scores; it takes only the vocabulary size
+            ctc_logp = np.zeros((enc.shape[1], self.meta["vocab_size"]), dtype=np.float32)
         step = self.decoding.step_for(enc) if self.decoding else None
-        hyps = beam_search(enc[0], ctc_logp[0], step, sos=self.meta["sos"],
+        hyps = beam_search(enc[0], ctc_logp, step, sos=self.meta["sos"],
                            eos=self.meta["eos"], cfg=self.cfg)
         # like ESPnet's Speech2Text: no hypothesis -> empty output; blank (id 0) dropped
         best = [int(t) for t in hyps[0].tokens if t != 0] if hyps else []
