@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -31,6 +29,8 @@ def file_lock(path: Path):
 
 
 def _remove(path: Path) -> None:
+    import shutil  # here, not at the top: see build_once
+
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink():
@@ -44,6 +44,10 @@ def build_once(final: Path, build: Callable[[Path], None], is_complete: Callable
     final = Path(final)
     if is_complete(final):
         return final
+    # tempfile and shutil only to build: a process that finds the folder built (an ONNX
+    # variant's memory child) holds neither, nor the bz2, lzma and random they bring (0.8 MB)
+    import tempfile
+
     root = final.parent
     with file_lock(root / f".{final.name}.lock"):
         if is_complete(final):  # another process built it while we waited

@@ -6,7 +6,6 @@ Adding a variant is adding one entry here. `runtime` says which recognizer runs 
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -44,6 +43,8 @@ def check_variant(src: Path, dst: Path, info: dict, atol: float | None) -> dict:
 
 
 def _copy_plain(src: Path, dst: Path, info: dict) -> dict:
+    import shutil  # only to build: the memory child loads variants, never builds them
+
     for g in _graphs(info):
         shutil.copyfile(src / g, dst / g)
     return {"graph_optimization": "online only: the session's level (bench/runtime/onnx_asr.py OPTIMIZATION)"}
@@ -54,6 +55,8 @@ def _fuse(src: Path, dst: Path, info: dict) -> dict:
     export. The optimizer's result depends on the hash seed (bench/optimize/fusion.py), so each
     graph gets one candidate a seed; the one with fewest nodes that passes the check is kept,
     failing all of them one fused without shape inference, failing that the graph as it was."""
+    import shutil
+
     from bench.optimize.fusion import HASH_SEEDS, fuse_candidates
     from bench.optimize.verify import VariantCheckError
 

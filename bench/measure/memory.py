@@ -13,9 +13,7 @@ high-water mark). Any other stdout is ignored.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -134,7 +132,12 @@ def measure_peak_rss(
     them (the kernel mark where readable, else the sampled peak). With ``gpu``, also the child's peak GPU memory as NVML lists it
     for that process (sampled every 10th interval: NVML's process list is slower to read).
     """
-    import psutil  # here, not at the top: the child reads /proc (report_idle)
+    # here, not at the top: the child imports this module to report, and must hold only what
+    # a deployment holds (psutil, subprocess and threading belong to the measuring side)
+    import subprocess
+    import threading
+
+    import psutil
 
     gpu_sampler = None
     if gpu:

@@ -7,7 +7,7 @@ and loaded with ctypes; numpy stands in where they cannot be built.
 
 Why built here and not at install: the harness must still install and run on a machine
 without a compiler (it then says so, and the ONNX ASR cases are slower). The library is
-cached under .cache/native/, keyed by the sources, the flags, the compiler and the CPU's
+cached under .cache/native/, keyed by the sources, the flags, the compiler's binary and the CPU's
 flags (it is built with -march=native), so a clone moved to another host rebuilds it.
 
 BENCH_NATIVE=0 turns it off (numpy then runs; both are tested to agree).
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
-import subprocess
 import zlib
 from functools import lru_cache
 from pathlib import Path
@@ -48,7 +46,40 @@ def _cpu_flags() -> str:
     return ""
 
 
+def _on_path(name: str) -> str | None:
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def _find_compiler() -> str | None:
+    """$CC, else cc or gcc on PATH. Neither shutil.which nor ``cc --version`` for the cache
+    key: every ONNX speech runtime loads this module, and shutil and subprocess would bring
+    bz2, lzma, threading and more (1.2 MB) into the process whose memory the harness reports
+    as a deployment's, which loads the built library and runs no compiler."""
+    cc = os.environ.get("CC")
+    if cc:
+        return cc if os.sep in cc else (_on_path(cc) or cc)
+    return _on_path("cc") or _on_path("gcc")
+
+
+def _compiler_identity(cc: str) -> str:
+    """The compiler's binary as the cache key sees it, read without running it: its resolved
+    path, size and time, which an upgrade changes."""
+    try:
+        real = os.path.realpath(cc)
+        st = os.stat(real)
+        return f"{real} {st.st_size} {st.st_mtime_ns}"
+    except OSError:
+        return cc
+
+
 def _compiler_version(cc: str) -> str:
+    """First line of ``cc --version``, recorded beside the library when it is built."""
+    import subprocess
+
     try:
         out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30)
         return out.stdout.splitlines()[0].strip() if out.stdout else ""
@@ -69,16 +100,20 @@ def _load() -> tuple[object | None, str]:
     """(the loaded library or None, a line saying which code runs and why)."""
     if os.environ.get("BENCH_NATIVE", "1") == "0":
         return None, "numpy (BENCH_NATIVE=0)"
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    cc = _find_compiler()
     if not cc:
         return None, "numpy (no C compiler found: set CC, or install gcc, for the compiled loops)"
-    version = _compiler_version(cc)
-    key = _key("\n".join([*(p.read_text() for p in SOURCES), " ".join(FLAGS), version, _cpu_flags()]))
+    key = _key("\n".join([*(p.read_text() for p in SOURCES), " ".join(FLAGS), _compiler_identity(cc),
+                          _cpu_flags()]))
     lib = _cache_dir() / f"search-{key}.so"
+    version_file = lib.with_suffix(".version")
     names = " and ".join(p.name for p in SOURCES)
     if not lib.exists():
         lib.parent.mkdir(parents=True, exist_ok=True)
+        import subprocess
         import tempfile
+
+        version_file.write_text(_compiler_version(cc))
 
         # build beside the target and rename: concurrent workers never load a half-written file
         fd, tmp = tempfile.mkstemp(dir=lib.parent, suffix=".so")
@@ -102,6 +137,7 @@ def _load() -> tuple[object | None, str]:
     except (OSError, AttributeError) as e:
         return None, f"numpy (could not load {lib}: {e})"
     so.ctc_prefix.restype = so.topk_rows.restype = ctypes.c_int
+    version = version_file.read_text().strip() if version_file.exists() else ""
     return so, f"compiled ({version or cc}, {' '.join(FLAGS[:5])})"
 
 
