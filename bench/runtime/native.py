@@ -113,8 +113,6 @@ def _load() -> tuple[object | None, str]:
         import subprocess
         import tempfile
 
-        version_file.write_text(_compiler_version(cc))
-
         # build beside the target and rename: concurrent workers never load a half-written file
         fd, tmp = tempfile.mkstemp(dir=lib.parent, suffix=".so")
         os.close(fd)
@@ -124,6 +122,7 @@ def _load() -> tuple[object | None, str]:
             if out.returncode != 0:
                 msg = (out.stderr or out.stdout).strip().splitlines()
                 return None, f"numpy ({cc} failed on {names}: {msg[0] if msg else out.returncode})"
+            version_file.write_text(_compiler_version(cc))
             os.replace(tmp, lib)
         except (OSError, subprocess.SubprocessError) as e:
             return None, f"numpy ({cc} failed on {names}: {e})"

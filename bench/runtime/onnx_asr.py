@@ -189,13 +189,12 @@ class OnnxSpeech2Text:
         if wave.shape[0] < self.min_samples:
             raise ValueError(f"audio of {wave.shape[0]} samples is too short for the encoder's "
                              f"subsampling (needs at least {self.min_samples})")
-        outs = dict(zip(self.encoder_outputs, self.encoder.run(None, {"speech": wave[None].astype(np.float32)})))
+        outs = self.encoder.run(None, {"speech": wave[None].astype(np.float32)})
+        outs = dict(zip(self.encoder_outputs, outs))
         enc = outs["enc"]
         require_finite(enc, "encoder output", self.encoder_path)
-        if "ctc_logits" in outs:
+        if "ctc_logits" in outs:  # popped: ORT's frame-major array is freed once laid out anew
             ctc_logp = token_major(log_softmax_inplace(outs.pop("ctc_logits")[0]))
-        elif "ctc_logp" in outs:  # an encoder of exporter asr-7 or before: already normalised
-            ctc_logp = token_major(outs.pop("ctc_logp")[0])
         else:  # without CTC the search never reads these scores; it takes only the vocabulary size
             ctc_logp = np.zeros((enc.shape[1], self.meta["vocab_size"]), dtype=np.float32)
         step = self.decoding.step_for(enc) if self.decoding else None
