@@ -141,6 +141,26 @@ def test_int8_convolutions_variant_quantizes_the_encoders_convolutions_and_decod
     assert isinstance(rec(builtin_eval_set(n=1)[0].load(16000)).tokens, list)
 
 
+@pytest.mark.slow
+def test_a_transducer_card_gets_the_study_variants(in_shared_cache, tmp_path):
+    """A study variant's calibration feeds are recorded through the card's own recognizer:
+    a transducer's (encoder, predictor, joint), not the attention decoder's, which refused it."""
+    from bench.artifacts import ensure_artifact, ensure_variant, variant_record
+    from bench.data.espeak import builtin_eval_set
+    from bench.runtime.load import load_recognizer
+    from bench.zoo.cards import load_card
+
+    card = load_card("asr-transducer-smoke")
+    shared = ensure_artifact(card)
+    artifact = tmp_path / shared.name
+    shutil.copytree(shared, artifact)
+    ensure_variant(card, artifact, "onnx-int8-convs")
+    record = variant_record(artifact, "onnx-int8-convs")
+    assert "error" not in record, record
+    rec = load_recognizer(artifact, card.decode, "onnx-int8-convs", "cpu", 1)
+    assert isinstance(rec(builtin_eval_set(n=1)[0].load(16000)).tokens, list)
+
+
 def test_a_variant_without_calibration_data_is_an_error_tried_again_next_time(smoke, tmp_path, monkeypatch):
     from bench.artifacts import ensure_variant, variant_record
     from bench.families.speech2text import SpeechToText

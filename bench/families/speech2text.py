@@ -46,12 +46,14 @@ class SpeechToText(Family):
         from bench.optimize.calibration import CALIBRATION, FEEDS_PER_GRAPH, record_feeds
         from bench.runtime.onnx_asr import OnnxSpeech2Text
         from bench.runtime.onnx_streaming import OnnxStreamingSpeech2Text
+        from bench.runtime.onnx_transducer import OnnxTransducer
 
         corpus = card.data.get("corpus", "asr") if card.data.get("source") == "corpus" else "asr"
         dev = dataclasses.replace(card, data={"source": "corpus", "corpus": corpus,
                                               "split": CALIBRATION["split"]})
         waves = [u.wave for u in load_eval_set(dev)[:CALIBRATION["n_utterances"]]]
-        runtime = OnnxStreamingSpeech2Text if "streaming" in meta else OnnxSpeech2Text
+        runtime = OnnxTransducer if "transducer" in meta else \
+            OnnxStreamingSpeech2Text if "streaming" in meta else OnnxSpeech2Text
         rec = runtime(Path(graphs), Path(artifact) / "exp", meta, card.decode)
         return record_feeds(rec, waves, limit=FEEDS_PER_GRAPH)
 
