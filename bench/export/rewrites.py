@@ -124,19 +124,23 @@ def _linear_pad_mask(lengths, xs, length_dim, maxlen=None):
 
 
 @contextmanager
-def linear_pad_masks():
-    """While exporting: ESPnet's make_pad_mask calls the linear version (it looks the
-    traceable helper up in its own module, so replacing that name is enough)."""
-    nets_utils = nets("pytorch_backend.nets_utils")
-    original = nets_utils._make_pad_mask_traceable
-    nets_utils._make_pad_mask_traceable = _linear_pad_mask
+def _swapped(owner, name: str, replace):
+    """``owner.name`` set to ``replace(original)`` for the with-block, then restored."""
+    original = getattr(owner, name)
+    setattr(owner, name, replace(original))
     try:
         yield
     finally:
-        nets_utils._make_pad_mask_traceable = original
+        setattr(owner, name, original)
 
 
-@contextmanager
+def linear_pad_masks():
+    """While exporting: ESPnet's make_pad_mask calls the linear version (it looks the
+    traceable helper up in its own module, so replacing that name is enough)."""
+    return _swapped(nets("pytorch_backend.nets_utils"), "_make_pad_mask_traceable",
+                    lambda original: _linear_pad_mask)
+
+
 def unpadded_attention():
     """While exporting the encoder of one utterance: attention without its padding mask.
 
@@ -144,17 +148,12 @@ def unpadded_attention():
     the mask is all ones and ESPnet's two masked_fill calls change nothing; traced, they are two
     Where nodes over (heads, T, T) scores a layer, 11% of the SLU paper card's int8 encoder time.
     The parity check at export runs ESPnet's model with its masks."""
-    attention = nets("pytorch_backend.transformer.attention").MultiHeadedAttention
-    original = attention.forward_attention
 
-    def without_mask(self, value, scores, mask):
-        return original(self, value, scores, None)
+    def without_mask(original):
+        return lambda self, value, scores, mask: original(self, value, scores, None)
 
-    attention.forward_attention = without_mask
-    try:
-        yield
-    finally:
-        attention.forward_attention = original
+    return _swapped(nets("pytorch_backend.transformer.attention").MultiHeadedAttention,
+                    "forward_attention", without_mask)
 
 
 def _rel_shift_unpadded(original):
@@ -178,14 +177,8 @@ def _rel_shift_unpadded(original):
     return rel_shift
 
 
-@contextmanager
 def unpadded_rel_shift():
     """While exporting: relative-position attention shifts its scores without the zero pad
     (``_rel_shift_unpadded``). Same values, one copy fewer a layer."""
-    attention = nets("pytorch_backend.transformer.attention").RelPositionMultiHeadedAttention
-    original = attention.rel_shift
-    attention.rel_shift = _rel_shift_unpadded(original)
-    try:
-        yield
-    finally:
-        attention.rel_shift = original
+    return _swapped(nets("pytorch_backend.transformer.attention").RelPositionMultiHeadedAttention,
+                    "rel_shift", _rel_shift_unpadded)

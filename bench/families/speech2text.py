@@ -17,6 +17,21 @@ _TORCH_STREAMING = {"asr": "espnet2.bin.asr_inference_streaming",
                     "st": "espnet2.bin.st_inference_streaming"}
 
 
+def _onnx_runtime(meta: dict):
+    """The ONNX recognizer class for an export: transducer, streaming, or joint CTC/attention."""
+    if "transducer" in meta:
+        from bench.runtime.onnx_transducer import OnnxTransducer
+
+        return OnnxTransducer
+    if "streaming" in meta:
+        from bench.runtime.onnx_streaming import OnnxStreamingSpeech2Text
+
+        return OnnxStreamingSpeech2Text
+    from bench.runtime.onnx_asr import OnnxSpeech2Text
+
+    return OnnxSpeech2Text
+
+
 class SpeechToText(Family):
     name = "speech2text"
     audio_is_output = False
@@ -44,17 +59,11 @@ class SpeechToText(Family):
 
         from bench.data.sets import load_eval_set
         from bench.optimize.calibration import CALIBRATION, FEEDS_PER_GRAPH, record_feeds
-        from bench.runtime.onnx_asr import OnnxSpeech2Text
-        from bench.runtime.onnx_streaming import OnnxStreamingSpeech2Text
-        from bench.runtime.onnx_transducer import OnnxTransducer
-
         corpus = card.data.get("corpus", "asr") if card.data.get("source") == "corpus" else "asr"
         dev = dataclasses.replace(card, data={"source": "corpus", "corpus": corpus,
                                               "split": CALIBRATION["split"]})
         waves = [u.wave for u in load_eval_set(dev)[:CALIBRATION["n_utterances"]]]
-        runtime = OnnxTransducer if "transducer" in meta else \
-            OnnxStreamingSpeech2Text if "streaming" in meta else OnnxSpeech2Text
-        rec = runtime(Path(graphs), Path(artifact) / "exp", meta, card.decode)
+        rec = _onnx_runtime(meta)(Path(graphs), Path(artifact) / "exp", meta, card.decode)
         return record_feeds(rec, waves, limit=FEEDS_PER_GRAPH)
 
     def check_variant(self, plain, derived, info, atol):
@@ -69,14 +78,10 @@ class SpeechToText(Family):
             rec = torch_runtime(artifact / "exp")(artifact / "exp", decode, threads=threads,
                                                   device=device, espnet_task=espnet_task)
         else:
-            from bench.runtime.onnx_asr import OnnxSpeech2Text, load_export_meta
-            from bench.runtime.onnx_streaming import OnnxStreamingSpeech2Text
-            from bench.runtime.onnx_transducer import OnnxTransducer
+            from bench.runtime.onnx_asr import load_export_meta
 
             meta = load_export_meta(artifact)
-            runtime = OnnxTransducer if "transducer" in meta else \
-                OnnxStreamingSpeech2Text if "streaming" in meta else OnnxSpeech2Text
-            rec = runtime(artifact / "variants" / variant.name, artifact / "exp", meta, decode,
+            rec = _onnx_runtime(meta)(artifact / "variants" / variant.name, artifact / "exp", meta, decode,
                           threads=threads, providers=providers)
         if decode.get("segment_seconds") and not streaming:  # a stream is already cut in chunks
             from bench.runtime.long_form import LongForm
